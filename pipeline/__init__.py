@@ -1,0 +1,1 @@
+"""Forewarn: streaming hardware-failure prediction."""

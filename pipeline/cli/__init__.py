@@ -1,0 +1,40 @@
+"""The ``forewarn`` command: one Typer app; each sub-command lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pipeline.errors import ForewarnError
+
+app = typer.Typer(
+    name="forewarn",
+    help="Forewarn: predict hardware failures from streaming telemetry.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Forewarn: predict hardware failures from streaming telemetry."""
+
+
+def _register_commands() -> None:
+    # Imported for their side effect: each module adds its commands to ``app``.
+    from pipeline.cli import schemas_cmd  # noqa: F401, PLC0415
+
+
+def main() -> None:
+    """Console entry point; expected errors become one line on stderr and exit code 2."""
+    _register_commands()
+    try:
+        app()
+    except ForewarnError as error:
+        typer.secho(f"forewarn: error: {error}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.secho("forewarn: interrupted", err=True)
+        sys.exit(130)

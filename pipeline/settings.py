@@ -1,0 +1,48 @@
+"""The one configuration object, read from ``FOREWARN_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "forewarn"
+
+
+class Settings(BaseSettings):
+    """Deployment settings; every field maps to ``FOREWARN_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FOREWARN_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_partitions: int = Field(default=4, ge=1)
+
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_org: str = "forewarn"
+    influx_bucket: str = "forewarn"
+    influx_token: SecretStr = SecretStr("forewarn-dev-token")
+    influx_username: str = "forewarn"
+    influx_password: SecretStr = SecretStr("forewarn-dev-password")
+
+    model_signing_key: SecretStr = SecretStr("forewarn-dev-signing-key-change-me")
+
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    state_dir: Path = DEFAULT_CACHE_DIR / "state"
+
+    worker_id: str = "forewarn-worker"
+    worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+
+    sink_batch_size: int = Field(default=5000, ge=1)
+    sink_flush_seconds: float = Field(default=0.5, gt=0)
+    sink_max_buffered_points: int = Field(default=200_000, ge=1)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment (a fresh object on every call)."""
+    return Settings()

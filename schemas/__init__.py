@@ -1,0 +1,54 @@
+"""Every message Forewarn reads or writes, as strict pydantic models."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from schemas._base import SCHEMA_VERSION
+from schemas.outputs import (
+    Alert,
+    AlertAction,
+    Factor,
+    LabelSource,
+    ModelSnapshot,
+    Prediction,
+    Rejected,
+    Severity,
+    TrainingExample,
+)
+from schemas.telemetry import FailureEvent, Feedback, Telemetry, Verdict
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Alert",
+    "AlertAction",
+    "Factor",
+    "FailureEvent",
+    "Feedback",
+    "LabelSource",
+    "ModelSnapshot",
+    "Prediction",
+    "Rejected",
+    "Severity",
+    "Telemetry",
+    "TrainingExample",
+    "Verdict",
+    "message_models",
+]
+
+
+def message_models() -> dict[str, type[BaseModel]]:
+    """Every message model by the name it is exported under."""
+    return {
+        model.__name__: model
+        for model in (
+            Telemetry,
+            FailureEvent,
+            Feedback,
+            Prediction,
+            Alert,
+            TrainingExample,
+            ModelSnapshot,
+            Rejected,
+        )
+    }
