@@ -1,0 +1,60 @@
+# Forewarn developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help venv up down status logs topics doctor lint test test-unit demo bench schemas clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+venv: $(INSTALLED) ## Create the virtualenv and install Forewarn with its dev tools
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+up: venv ## Start local Kafka and InfluxDB (built once into ~/.cache/forewarn) and create topics
+	@bash infra/local/servers.sh up
+	@$(BIN)/forewarn topics create
+
+down: ## Stop the local servers; nothing of ours keeps running
+	@bash infra/local/servers.sh down
+
+status: ## One line per local server
+	@bash infra/local/servers.sh status
+
+logs: ## Tail the local servers' logs
+	@bash infra/local/servers.sh logs
+
+doctor: venv ## Check the configured deployment end to end
+	@$(BIN)/forewarn doctor
+
+lint: venv ## ruff and mypy --strict
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+
+test-unit: venv ## Unit tests only (no servers needed)
+	@$(BIN)/pytest -m 'not integration' -q
+
+test: venv up lint ## Everything: install, start servers if needed, lint, all tests
+	@$(BIN)/pytest -q
+
+demo: venv up ## The main job: stream the Backblaze sample through a worker and summarise
+	@$(BIN)/forewarn demo
+
+bench: venv ## Engine benchmarks (see docs/benchmarks.md)
+	@$(BIN)/python bench/engine_throughput.py
+
+schemas: venv ## Export JSON Schemas of every message to schemas/json/
+	@$(BIN)/forewarn schemas --out-dir schemas/json
+
+clean: down ## Stop servers and remove the virtualenv (the build cache stays)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
