@@ -26,7 +26,7 @@ from schemas import (
 )
 
 names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), min_codepoint=0x20),
+    alphabet=st.characters(exclude_categories=["Cs"], min_codepoint=0x20),
     min_size=1,
     max_size=40,
 )
