@@ -1,0 +1,335 @@
+"""The Faust application: agents that drive the engine over Kafka, and their I/O.
+
+Built by :func:`create_app` (no module-level app, no hard-coded broker). Data flows
+one way, as in DESIGN.md:
+
+- ``device_events`` reads ``telemetry``, ``failures`` and ``feedback`` (co-partitioned
+  by ``device_id``), runs each message through the :class:`Processor`, and at every
+  checkpoint writes points to InfluxDB, alerts / training examples / rejects to Kafka,
+  the new device states to the table, and only then acknowledges the messages;
+- ``train`` reads ``training-examples`` (keyed by model group) and publishes signed
+  fleet-model snapshots to ``models``; its messages are acknowledged only once a
+  snapshot containing them is on the topic;
+- a task follows ``models`` on every worker and installs verified snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+import structlog
+from pydantic import ValidationError
+
+from pipeline import topics
+from pipeline.engine import EngineConfig, Evaluator, FleetModel, Scorer, Trainer
+from pipeline.settings import Settings
+from pipeline.streaming.codec import register_state_codec
+from pipeline.streaming.health import HealthReporter
+from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
+from pipeline.streaming.intake import Rejection, describe_validation_error, rejected
+from pipeline.streaming.models import ModelRegistry
+from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome, Processor, Source
+from pipeline.streaming.published import PublishedAlerts
+from pipeline.streaming.signing import sign_snapshot
+from pipeline.streaming.sink import InfluxSink
+from schemas import Rejected, TrainingExample
+
+log = structlog.get_logger(__name__)
+
+# Faust's own annotations are incomplete (untyped decorators, missing generics);
+# inside this module its objects are handled as ``Any`` rather than fought with.
+Event = Any
+Stream = Any
+
+MODEL_PUBLISH_INTERVAL_S = 2.0
+"""A trainer with unpublished examples publishes at least this often, even if not due."""
+
+
+@dataclass
+class Checkpoint:
+    """Work done since the last checkpoint: what must be durable before the acks."""
+
+    events: list[Event] = field(default_factory=list)
+    states: dict[str, tuple[DeviceRecord, Event]] = field(default_factory=dict)
+    sends: list[Awaitable[Any]] = field(default_factory=list)
+
+
+class Worker:
+    """Everything one worker process holds besides Faust itself."""
+
+    def __init__(
+        self, settings: Settings, config: EngineConfig, published: PublishedAlerts
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.scorer = Scorer(config)
+        self.processor = Processor(self.scorer)
+        self.evaluator = Evaluator(config.horizon.total_seconds())
+        self.published = published
+        self.writer = InfluxWriter(settings)
+        self.sink = InfluxSink(
+            self.writer,
+            batch_size=settings.sink_batch_size,
+            max_buffered=settings.sink_max_buffered_points,
+            is_permanent=is_permanent,
+        )
+        self.models = ModelRegistry(settings.model_signing_key, self.scorer.install)
+        self.trainers: dict[str, Trainer] = {}
+        self.pending = Checkpoint()
+        self.checkpoint_lock = asyncio.Lock()
+        self.readings = 0
+        self.rejected = 0
+        self.duplicates = 0
+        self.last_offsets: dict[tuple[str, int], int] = {}
+        self.labels: dict[tuple[str, bool], int] = {}
+
+    def trainer(self, group: str) -> Trainer:
+        """This worker's trainer of ``group``, resumed from the newest published model."""
+        trainer = self.trainers.get(group)
+        if trainer is None:
+            trainer = Trainer(self.config, group)
+            latest = self.models.latest.get(group)
+            if latest is not None:
+                resume(trainer, latest[1])
+            self.trainers[group] = trainer
+        return trainer
+
+
+def resume(trainer: Trainer, model: FleetModel) -> None:
+    """Continue training from a published snapshot instead of from scratch."""
+    trainer.pipeline = copy.deepcopy(model.pipeline)
+    trainer.version = model.version
+    trainer.examples_seen = model.examples_seen
+    trainer.positives_seen = model.positives_seen
+
+
+def _faust_settings(settings: Settings) -> dict[str, Any]:
+    store = "rocksdb://" if settings.table_store == "rocksdb" else "memory://"
+    return {
+        "broker": f"kafka://{settings.kafka_bootstrap}",
+        "store": store,
+        "datadir": str(Path(settings.state_dir) / "worker" / settings.worker_id),
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": 1,
+        "topic_allow_declare": True,
+        "web_enabled": False,
+        "autodiscover": False,
+        "producer_max_request_size": 8 * 1024 * 1024,
+        "consumer_max_fetch_size": 8 * 1024 * 1024,
+        "broker_commit_interval": 1.0,
+        "stream_buffer_maxsize": 8192,
+        "table_standby_replicas": 0,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_linger": 0.005,
+        "processing_guarantee": "at_least_once",
+    }
+
+
+def create_app(settings: Settings, config: EngineConfig, published: PublishedAlerts) -> faust.App:
+    """Build the Faust app and its agents for one worker process."""
+    app: Any = faust.App(settings.worker_id, **_faust_settings(settings))
+    worker = Worker(settings, config, published)
+    app.forewarn = worker  # reachable from tests and tasks
+    state_codec = register_state_codec(settings.model_signing_key)
+
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    inputs = app.topic(*INPUT_TOPICS, **raw)
+    alerts_topic = app.topic(topics.ALERTS, **raw)
+    examples_topic = app.topic(topics.TRAINING_EXAMPLES, **raw)
+    dead_letter_topic = app.topic(topics.DEAD_LETTER, **raw)
+    models_topic = app.topic(topics.MODELS, **raw)
+    table = app.Table(
+        "device-state",
+        default=None,
+        partitions=settings.topic_partitions,
+        changelog_topic=app.topic(
+            topics.DEVICE_STATE_CHANGELOG,
+            key_serializer="raw",
+            value_serializer=state_codec,
+            partitions=settings.topic_partitions,
+            compacting=True,
+        ),
+        key_serializer="raw",
+        value_serializer=state_codec,
+    )
+    streams: dict[str, Stream] = {}
+
+    def current_record(device_key: bytes) -> DeviceRecord | None:
+        staged = worker.pending.states.get(device_key.decode())
+        if staged is not None:
+            return staged[0]
+        value: DeviceRecord | None = table.get(device_key)
+        return value
+
+    async def send_rejected(envelope: Rejected) -> None:
+        worker.rejected += 1
+        log.warning(
+            "message_rejected",
+            topic=envelope.source_topic,
+            partition=envelope.partition,
+            offset=envelope.offset,
+            reason=envelope.reason,
+        )
+        key = envelope.key if envelope.key is not None else None
+        fut = await dead_letter_topic.send(key=key, value=envelope.model_dump_json().encode())
+        worker.pending.sends.append(fut)
+
+    async def route(outcome: Outcome, event: Event) -> None:
+        if outcome.rejected is not None:
+            await send_rejected(outcome.rejected)
+            return
+        if outcome.duplicate:
+            worker.duplicates += 1
+            return
+        assert outcome.device_id is not None
+        assert outcome.record is not None
+        worker.pending.states[outcome.device_id] = (outcome.record, event)
+        worker.sink.add(outcome.lines())
+        for prediction in outcome.predictions:
+            worker.readings += 1
+            worker.evaluator.observe_prediction(prediction)
+        for failure in outcome.failures:
+            worker.evaluator.observe_failure(failure.device_id, failure.ts)
+        for alert in outcome.alerts:
+            worker.evaluator.observe_alert(alert)
+            if alert in worker.published:
+                continue
+            fut = await alerts_topic.send(
+                key=alert.device_id.encode(), value=alert.model_dump_json().encode()
+            )
+            worker.published.add(alert)
+            worker.pending.sends.append(fut)
+        for example in outcome.examples:
+            label_key = (example.group, example.label)
+            worker.labels[label_key] = worker.labels.get(label_key, 0) + 1
+            fut = await examples_topic.send(
+                key=example.group.encode(), value=example.model_dump_json().encode()
+            )
+            worker.pending.sends.append(fut)
+
+    async def checkpoint() -> None:
+        """Make the batch durable in order: points, Kafka outputs, state; then ack."""
+        async with worker.checkpoint_lock:
+            batch = worker.pending
+            if not batch.events and not worker.sink.buffered:
+                return
+            # Staged states stay readable while the sink may block on an outage.
+            worker.pending = Checkpoint(states=dict(batch.states))
+            await worker.sink.flush()
+            if batch.sends:
+                await asyncio.gather(*batch.sends)
+            stream = streams["device_events"]
+            for device_id, (record, event) in batch.states.items():
+                stream._set_current_event(event)  # the table writes to this event's partition
+                table[device_id.encode()] = record
+            stream._set_current_event(None)
+            for device_id, (record, _) in batch.states.items():
+                staged = worker.pending.states.get(device_id)
+                if staged is not None and staged[0] is record:
+                    del worker.pending.states[device_id]
+            for event in batch.events:
+                await stream.ack(event)
+
+    @app.agent(inputs)
+    async def device_events(stream: Stream) -> None:
+        manual = streams["device_events"] = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            source = Source(message.topic, message.partition, message.offset)
+            key = message.key if isinstance(message.key, bytes) else None
+            value = message.value if isinstance(message.value, bytes) else None
+            device_key = key if key is not None else b""
+            outcome = worker.processor.handle(source, key, value, current_record(device_key))
+            if outcome.device_id is not None and outcome.device_id.encode() != device_key:
+                outcome = Outcome(
+                    rejected=rejected(
+                        Rejection("message key is not its device_id"),
+                        topic=source.topic,
+                        partition=source.partition,
+                        offset=source.offset,
+                        key=key,
+                        value=value,
+                    )
+                )
+            await route(outcome, event)
+            worker.pending.events.append(event)
+            worker.last_offsets[(message.topic, message.partition)] = message.offset
+            if len(worker.pending.events) >= settings.sink_batch_size:
+                await checkpoint()
+
+    @app.timer(interval=settings.sink_flush_seconds)
+    async def periodic_checkpoint() -> None:
+        if "device_events" in streams:
+            await checkpoint()
+
+    unacked: dict[str, list[Event]] = {}
+    last_publish: dict[str, float] = {}
+    training_streams: dict[str, Stream] = {}
+
+    async def publish(group: str) -> None:
+        trainer = worker.trainer(group)
+        model = trainer.model()
+        snapshot = sign_snapshot(
+            settings.model_signing_key, group, model.version, model, model.examples_seen
+        )
+        await models_topic.send_and_wait(
+            key=group.encode(), value=snapshot.model_dump_json().encode()
+        )
+        last_publish[group] = time.monotonic()
+        log.info("model_published", group=group, version=model.version)
+        stream = training_streams["train"]
+        for event in unacked.pop(group, []):
+            await stream.ack(event)
+
+    @app.agent(examples_topic)
+    async def train(stream: Stream) -> None:
+        manual = training_streams["train"] = stream.noack()
+        await worker.models.caught_up.wait()
+        async for event in manual.events():
+            value = event.message.value if isinstance(event.message.value, bytes) else b""
+            try:
+                example = TrainingExample.model_validate_json(value)
+            except ValidationError as error:
+                reason = f"invalid TrainingExample: {describe_validation_error(error)}"
+                envelope = rejected(
+                    Rejection(reason),
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    key=event.message.key if isinstance(event.message.key, bytes) else None,
+                    value=value,
+                )
+                await dead_letter_topic.send_and_wait(value=envelope.model_dump_json().encode())
+                await manual.ack(event)
+                continue
+            trainer = worker.trainer(example.group)
+            trainer.learn(example)
+            unacked.setdefault(example.group, []).append(event)
+            if trainer.due():
+                await publish(example.group)
+
+    @app.timer(interval=MODEL_PUBLISH_INTERVAL_S)
+    async def publish_stragglers() -> None:
+        now = time.monotonic()
+        for group in list(unacked):
+            if unacked[group] and now - last_publish.get(group, 0.0) >= MODEL_PUBLISH_INTERVAL_S:
+                await publish(group)
+
+    @app.task
+    async def follow_models() -> None:
+        await worker.models.follow(settings.kafka_bootstrap)
+
+    health = HealthReporter(app, worker)
+
+    @app.timer(interval=5.0)
+    async def report_health() -> None:
+        await health.report()
+
+    return cast(faust.App, app)

@@ -1,0 +1,86 @@
+"""Pipeline and model health, written to InfluxDB for the health dashboards."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from pipeline.streaming.lineprotocol import MODEL_HEALTH, PIPELINE_HEALTH, line
+
+if TYPE_CHECKING:
+    from pipeline.streaming.app import Worker
+
+log = structlog.get_logger(__name__)
+
+
+class HealthReporter:
+    """Turns the worker's counters into ``pipeline_health`` and ``model_health`` points."""
+
+    def __init__(self, app: Any, worker: Worker) -> None:
+        self._app = app
+        self._worker = worker
+        self._last_readings = 0
+        self._last_time = time.monotonic()
+
+    def consumer_lag(self) -> int:
+        """Messages in assigned input partitions not processed yet."""
+        lag = 0
+        consumer = self._app.consumer
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            last = self._worker.last_offsets.get((tp.topic, tp.partition), -1)
+            lag += max(0, highwater - last - 1)
+        return lag
+
+    def lines(self, now: datetime) -> list[str]:
+        worker = self._worker
+        elapsed = max(time.monotonic() - self._last_time, 1e-6)
+        rate = (worker.readings - self._last_readings) / elapsed
+        self._last_readings, self._last_time = worker.readings, time.monotonic()
+        try:
+            lag = self.consumer_lag()
+        except Exception:  # no assignment yet, or the consumer is restarting
+            lag = 0
+        points = [
+            line(
+                PIPELINE_HEALTH,
+                {"worker": worker.settings.worker_id},
+                {
+                    "readings_per_second": rate,
+                    "readings": worker.readings,
+                    "consumer_lag": lag,
+                    "rejected": worker.rejected,
+                    "duplicates": worker.duplicates,
+                    "write_errors": worker.sink.write_errors,
+                    "buffered_points": worker.sink.buffered,
+                    "models_refused": worker.models.refused,
+                },
+                now,
+            )
+        ]
+        report = worker.evaluator.report()
+        for group, figures in report["groups"].items():
+            fields: dict[str, float | int] = {
+                "alerts": int(figures["alerts"]),
+                "model_version": worker.scorer.model_version(group),
+                "labels_positive": worker.labels.get((group, True), 0),
+                "labels_negative": worker.labels.get((group, False), 0),
+                "drift_events": sum(
+                    1 for e in worker.evaluator.drift_events if e["group"] == group
+                ),
+            }
+            for name in ("roc_auc", "fdr", "far"):
+                if figures.get(name) is not None:
+                    fields[name] = float(figures[name])
+            points.append(line(MODEL_HEALTH, {"group": group}, fields, now))
+        return points
+
+    async def report(self) -> None:
+        points = self.lines(datetime.now(UTC))
+        self._worker.sink.add(points)
+        log.info("health", readings=self._worker.readings, rejected=self._worker.rejected)

@@ -1,0 +1,89 @@
+"""Remember which alerts are already on the ``alerts`` topic, so a replay never repeats one.
+
+After a crash the worker re-reads input from its last committed offset. Alerts it
+had already published in that window are recomputed with the same deterministic id;
+this guard, seeded from the tail of the topic at start-up, keeps them from going out
+twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import structlog
+from kafka import KafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from pipeline import topics
+from schemas import Alert
+
+log = structlog.get_logger(__name__)
+
+
+class PublishedAlerts:
+    """A bounded, insertion-ordered set of ``(alert_id, action)`` already published."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._capacity = capacity
+
+    def __contains__(self, alert: object) -> bool:
+        return isinstance(alert, Alert) and (alert.alert_id, alert.action) in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, alert: Alert) -> None:
+        self._seen[(alert.alert_id, alert.action)] = None
+        if len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+
+    @classmethod
+    def from_topic_tail(
+        cls, bootstrap: str, *, per_partition: int = 20_000, timeout_s: float = 30.0
+    ) -> PublishedAlerts:
+        """Read the last ``per_partition`` alerts of every partition (committed ones only)."""
+        guard = cls()
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        try:
+            partitions = [
+                TopicPartition(topics.ALERTS, p)
+                for p in sorted(consumer.partitions_for_topic(topics.ALERTS) or ())
+            ]
+            if not partitions:
+                return guard
+            consumer.assign(partitions)
+            end = consumer.end_offsets(partitions)
+            begin = consumer.beginning_offsets(partitions)
+            remaining = {tp for tp in partitions if end[tp] > begin[tp]}
+            for tp in remaining:
+                consumer.seek(tp, max(begin[tp], end[tp] - per_partition))
+            give_up = time.monotonic() + timeout_s
+            while remaining and time.monotonic() < give_up:
+                polled = consumer.poll(timeout_ms=1000)
+                if not polled and all(consumer.position(tp) >= end[tp] for tp in remaining):
+                    break
+                for tp, records in polled.items():
+                    for record in records:
+                        if record.offset < end[tp]:
+                            guard._add_raw(record.value)
+                    if consumer.position(tp) >= end[tp]:
+                        remaining.discard(tp)
+        finally:
+            consumer.close()
+        log.info("published_alerts_loaded", alerts=len(guard))
+        return guard
+
+    def _add_raw(self, raw: bytes | None) -> None:
+        if raw is None:
+            return
+        try:
+            self.add(Alert.model_validate_json(raw))
+        except ValidationError:
+            log.warning("unreadable_alert_on_topic")

@@ -1,0 +1,39 @@
+"""Start a worker process: topics, the published-alerts guard, the app, Faust's Worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import structlog
+
+from pipeline.engine import EngineConfig
+from pipeline.settings import Settings
+from pipeline.streaming.app import create_app
+from pipeline.streaming.published import PublishedAlerts
+from pipeline.topics import ensure_topics
+
+log = structlog.get_logger(__name__)
+
+
+def run_worker(settings: Settings, config: EngineConfig) -> None:
+    """Run one worker until it is stopped (SIGTERM / Ctrl-C)."""
+    ensure_topics(settings)
+    published = PublishedAlerts.from_topic_tail(settings.kafka_bootstrap)
+    app = create_app(settings, config, published)
+    log.info(
+        "worker_starting",
+        worker=settings.worker_id,
+        kafka=settings.kafka_bootstrap,
+        influx=settings.influx_url,
+        store=settings.table_store,
+        partitions=settings.topic_partitions,
+    )
+    worker: Any = faust.Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    worker.execute_from_commandline()

@@ -1,0 +1,98 @@
+"""The InfluxDB sink: batches line protocol, retries with backoff, never drops a point.
+
+Contract (after Quix's ``BatchingSink``): the worker adds the points of a batch of
+input events, then awaits ``flush()`` before it acknowledges those events, so their
+offsets are committed only once the points are stored. While InfluxDB is down,
+``flush()`` keeps retrying and the agent waits in it: Faust stops fetching once its
+stream buffer is full, which is the backpressure. The buffer therefore never holds
+more than one input batch plus health points; ``add`` refuses to grow past
+``max_buffered`` so a misuse shows up as an error instead of unbounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+
+import structlog
+
+from pipeline.errors import SinkError
+
+log = structlog.get_logger(__name__)
+
+Writer = Callable[[list[str]], Awaitable[None]]
+
+
+class SinkFullError(SinkError):
+    """More points were added than the sink may buffer; flush first."""
+
+
+class InfluxSink:
+    """Buffers points and writes them in chunks of ``batch_size`` lines."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        *,
+        batch_size: int,
+        max_buffered: int,
+        first_backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+        is_permanent: Callable[[Exception], bool] = lambda _: False,
+    ) -> None:
+        self._writer = writer
+        self._batch_size = batch_size
+        self._max_buffered = max_buffered
+        self._first_backoff_s = first_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._is_permanent = is_permanent
+        self._buffer: list[str] = []
+        self._lock = asyncio.Lock()
+        self.points_written = 0
+        self.write_errors = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def add(self, lines: Iterable[str]) -> None:
+        """Buffer points for the next flush."""
+        self._buffer.extend(lines)
+        if len(self._buffer) > self._max_buffered:
+            raise SinkFullError(f"{len(self._buffer)} points buffered, limit {self._max_buffered}")
+
+    async def flush(self) -> None:
+        """Write everything buffered; returns only once InfluxDB has accepted all of it."""
+        async with self._lock:
+            while self._buffer:
+                chunk = self._buffer[: self._batch_size]
+                await self._write_with_retry(chunk)
+                del self._buffer[: len(chunk)]
+                self.points_written += len(chunk)
+
+    async def _write_with_retry(self, chunk: list[str]) -> None:
+        backoff = self._first_backoff_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._writer(chunk)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.write_errors += 1
+                if self._is_permanent(error):
+                    raise SinkError(f"InfluxDB refused the batch: {error}") from error
+                log.warning(
+                    "influx_write_failed",
+                    attempt=attempt,
+                    points=len(chunk),
+                    retry_in_s=round(backoff, 2),
+                    error=str(error).splitlines()[0][:200] if str(error) else type(error).__name__,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+            else:
+                if attempt > 1:
+                    log.info("influx_write_recovered", attempts=attempt, points=len(chunk))
+                return
