@@ -60,26 +60,27 @@ def check_kafka_round_trip(settings: Settings, deadline_s: float = 15.0) -> str:
     """Produce a unique message to the scratch topic and consume it back."""
     _reachable(*_host_port(settings.kafka_bootstrap.split(",")[0], 9092))
     ensure_topics(settings, [SCRATCH_TOPIC])
+    scratch = settings.topic(SCRATCH_TOPIC.name)
     token = uuid.uuid4().hex.encode()
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", request_timeout_ms=10_000
     )
     try:
-        metadata = producer.send(SCRATCH_TOPIC.name, value=token).get(timeout=deadline_s)
+        metadata = producer.send(scratch, value=token).get(timeout=deadline_s)
     finally:
         producer.close()
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
     )
     try:
-        partition = TopicPartition(SCRATCH_TOPIC.name, metadata.partition)
+        partition = TopicPartition(scratch, metadata.partition)
         consumer.assign([partition])
         consumer.seek(partition, metadata.offset)
         give_up = time.monotonic() + deadline_s
         while time.monotonic() < give_up:
             for records in consumer.poll(timeout_ms=500).values():
                 if any(record.value == token for record in records):
-                    return f"produced and consumed a message on {SCRATCH_TOPIC.name!r}"
+                    return f"produced and consumed a message on {scratch!r}"
     finally:
         consumer.close()
     raise TimeoutError(f"message not consumed back within {deadline_s:.0f} s")
@@ -92,7 +93,7 @@ def check_topics(settings: Settings) -> str:
         existing = set(admin.list_topics())
     finally:
         admin.close()
-    missing = [spec.name for spec in TOPICS if spec.name not in existing]
+    missing = [settings.topic(s.name) for s in TOPICS if settings.topic(s.name) not in existing]
     if missing:
         raise LookupError(f"missing topics {missing}; run `forewarn topics create`")
     return f"all {len(TOPICS)} topics exist"

@@ -39,6 +39,7 @@ def configure_logging(
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *([] if use_console else [structlog.processors.format_exc_info]),
                 renderer,
             ],
         )

@@ -83,7 +83,11 @@ def replay(
             if first_ts is None:
                 first_ts = event.ts.timestamp()
             topic = topics.FAILURES if isinstance(event, FailureEvent) else topics.TELEMETRY
-            kafka.send(topic, key=event.device_id.encode(), value=event.model_dump_json().encode())
+            kafka.send(
+                settings.topic(topic),
+                key=event.device_id.encode(),
+                value=event.model_dump_json().encode(),
+            )
             if isinstance(event, FailureEvent):
                 stats.failures += 1
             else:

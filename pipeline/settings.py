@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FOREWARN_", frozen=True, extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     topic_partitions: int = Field(default=4, ge=1)
 
     influx_url: str = "http://127.0.0.1:8086"
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    def topic(self, name: str) -> str:
+        """The Kafka name of a topic of ``pipeline.topics`` in this deployment."""
+        return self.topic_prefix + name
 
 
 def load_settings() -> Settings:

@@ -83,11 +83,11 @@ def ensure_topics(
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
-        missing = [spec for spec in specs if spec.name not in existing]
+        missing = [spec for spec in specs if settings.topic(spec.name) not in existing]
         created: list[str] = []
         for spec in missing:
             topic = NewTopic(
-                name=spec.name,
+                name=settings.topic(spec.name),
                 num_partitions=spec.partition_count(settings),
                 replication_factor=replication_factor,
                 topic_configs=spec.configs(),
@@ -96,8 +96,8 @@ def ensure_topics(
                 admin.create_topics([topic])
             except TopicAlreadyExistsError:
                 continue  # another process created it between our list and create
-            created.append(spec.name)
-            log.info("topic_created", topic=spec.name, partitions=topic.num_partitions)
+            created.append(topic.name)
+            log.info("topic_created", topic=topic.name, partitions=topic.num_partitions)
         return created
     finally:
         admin.close()

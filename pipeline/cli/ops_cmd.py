@@ -43,6 +43,6 @@ def list_topics() -> None:
     settings = load_settings()
     for spec in TOPICS:
         typer.echo(
-            f"{spec.name:<32} partitions={spec.partition_count(settings):<3} "
+            f"{settings.topic(spec.name):<32} partitions={spec.partition_count(settings):<3} "
             f"cleanup={spec.cleanup_policy:<7} max_bytes={spec.max_message_bytes:<8} {spec.purpose}"
         )

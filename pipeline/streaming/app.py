@@ -70,7 +70,7 @@ class Worker:
         self.settings = settings
         self.config = config
         self.scorer = Scorer(config)
-        self.processor = Processor(self.scorer)
+        self.processor = Processor(self.scorer, settings.topic_prefix)
         self.evaluator = Evaluator(config.horizon.total_seconds())
         self.published = published
         self.writer = InfluxWriter(settings)
@@ -140,24 +140,22 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     state_codec = register_state_codec(settings.model_signing_key)
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(*INPUT_TOPICS, **raw)
-    alerts_topic = app.topic(topics.ALERTS, **raw)
-    examples_topic = app.topic(topics.TRAINING_EXAMPLES, **raw)
-    dead_letter_topic = app.topic(topics.DEAD_LETTER, **raw)
-    models_topic = app.topic(topics.MODELS, **raw)
+    inputs = app.topic(*(settings.topic(name) for name in INPUT_TOPICS), **raw)
+    alerts_topic = app.topic(settings.topic(topics.ALERTS), **raw)
+    examples_topic = app.topic(settings.topic(topics.TRAINING_EXAMPLES), **raw)
+    dead_letter_topic = app.topic(settings.topic(topics.DEAD_LETTER), **raw)
+    models_topic = app.topic(settings.topic(topics.MODELS), **raw)
     table = app.Table(
         "device-state",
         default=None,
         partitions=settings.topic_partitions,
         changelog_topic=app.topic(
-            topics.DEVICE_STATE_CHANGELOG,
+            settings.topic(topics.DEVICE_STATE_CHANGELOG),
             key_serializer="raw",
             value_serializer=state_codec,
             partitions=settings.topic_partitions,
             compacting=True,
         ),
-        key_serializer="raw",
-        value_serializer=state_codec,
     )
     streams: dict[str, Stream] = {}
 
@@ -324,7 +322,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
 
     @app.task
     async def follow_models() -> None:
-        await worker.models.follow(settings.kafka_bootstrap)
+        await worker.models.follow(settings.kafka_bootstrap, settings.topic(topics.MODELS))
 
     health = HealthReporter(app, worker)
 

@@ -10,7 +10,6 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr, ValidationError
 
-from pipeline import topics
 from pipeline.errors import SnapshotError
 from pipeline.streaming.intake import describe_validation_error
 from pipeline.streaming.signing import open_snapshot
@@ -55,7 +54,7 @@ class ModelRegistry:
         self.refused += 1
         log.error("model_snapshot_refused", reason=reason, detail=detail, **context)
 
-    async def follow(self, bootstrap: str, *, poll_timeout_ms: int = 500) -> None:
+    async def follow(self, bootstrap: str, topic: str, *, poll_timeout_ms: int = 500) -> None:
         """Read the ``models`` topic from the beginning, forever, on every worker."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -69,8 +68,8 @@ class ModelRegistry:
         try:
             await consumer.topics()  # loads cluster metadata, so partitions are known
             partitions = [
-                TopicPartition(topics.MODELS, p)
-                for p in sorted(consumer.partitions_for_topic(topics.MODELS) or {0})
+                TopicPartition(topic, p)
+                for p in sorted(consumer.partitions_for_topic(topic) or {0})
             ]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)

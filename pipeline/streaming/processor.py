@@ -58,14 +58,15 @@ class Outcome:
 class Processor:
     """Applies input messages to device records through the engine's ``Scorer``."""
 
-    def __init__(self, scorer: Scorer) -> None:
+    def __init__(self, scorer: Scorer, topic_prefix: str = "") -> None:
         self.scorer = scorer
+        self._prefix = topic_prefix
 
     def handle(
         self, source: Source, key: bytes | None, value: bytes | None, record: DeviceRecord | None
     ) -> Outcome:
         """Decode, validate, and run one message through the engine."""
-        message = decode(source.topic, key, value)
+        message = decode(source.topic.removeprefix(self._prefix), key, value)
         if isinstance(message, Rejection):
             return Outcome(
                 rejected=rejected(

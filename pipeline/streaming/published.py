@@ -15,7 +15,6 @@ import structlog
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from pipeline import topics
 from schemas import Alert
 
 log = structlog.get_logger(__name__)
@@ -41,7 +40,7 @@ class PublishedAlerts:
 
     @classmethod
     def from_topic_tail(
-        cls, bootstrap: str, *, per_partition: int = 20_000, timeout_s: float = 30.0
+        cls, bootstrap: str, topic: str, *, per_partition: int = 20_000, timeout_s: float = 30.0
     ) -> PublishedAlerts:
         """Read the last ``per_partition`` alerts of every partition (committed ones only)."""
         guard = cls()
@@ -53,8 +52,7 @@ class PublishedAlerts:
         )
         try:
             partitions = [
-                TopicPartition(topics.ALERTS, p)
-                for p in sorted(consumer.partitions_for_topic(topics.ALERTS) or ())
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
             ]
             if not partitions:
                 return guard

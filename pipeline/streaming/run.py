@@ -7,6 +7,7 @@ from typing import Any
 import faust
 import structlog
 
+from pipeline import topics
 from pipeline.engine import EngineConfig
 from pipeline.settings import Settings
 from pipeline.streaming.app import create_app
@@ -19,7 +20,10 @@ log = structlog.get_logger(__name__)
 def run_worker(settings: Settings, config: EngineConfig) -> None:
     """Run one worker until it is stopped (SIGTERM / Ctrl-C)."""
     ensure_topics(settings)
-    published = PublishedAlerts.from_topic_tail(settings.kafka_bootstrap)
+    (settings.state_dir / "worker" / settings.worker_id).mkdir(parents=True, exist_ok=True)
+    published = PublishedAlerts.from_topic_tail(
+        settings.kafka_bootstrap, settings.topic(topics.ALERTS)
+    )
     app = create_app(settings, config, published)
     log.info(
         "worker_starting",
