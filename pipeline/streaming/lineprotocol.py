@@ -66,24 +66,46 @@ def line(
     )
 
 
+_PREDICTION_PREFIXES: dict[tuple[str, str, str], str] = {}
+_MAX_CACHED_PREFIXES = 1_000_000
+_QUOTED: dict[str, str] = {}
+_NANOS: dict[datetime, int] = {}
+
+
+def _prediction_prefix(device_id: str, device_type: str, group: str) -> str:
+    key = (device_id, device_type, group)
+    prefix = _PREDICTION_PREFIXES.get(key)
+    if prefix is None:
+        if len(_PREDICTION_PREFIXES) >= _MAX_CACHED_PREFIXES:
+            _PREDICTION_PREFIXES.clear()
+        prefix = _PREDICTION_PREFIXES[key] = (
+            f"{PREDICTION},device_id={tag(device_id)},device_type={tag(device_type)},"
+            f"group={tag(group)} "
+        )
+    return prefix
+
+
 def prediction_line(prediction: Prediction) -> str:
-    """The prediction point: one per reading, keyed by device and reading time."""
+    """The prediction point: one per reading, keyed by device and reading time.
+
+    The hot path of the sink (one call per reading): tags are escaped once per device.
+    """
     top = prediction.top_factors[0].feature if prediction.top_factors else ""
-    return line(
-        PREDICTION,
-        {
-            "device_id": prediction.device_id,
-            "device_type": prediction.device_type,
-            "group": prediction.group,
-        },
-        {
-            "risk": prediction.risk,
-            "failure_probability": prediction.failure_probability,
-            "anomaly_score": prediction.anomaly_score,
-            "model_version": prediction.model_version,
-            "top_factor": top,
-        },
-        prediction.ts,
+    quoted_top = _QUOTED.get(top)
+    if quoted_top is None:
+        quoted_top = _QUOTED[top] = field_string(top) if len(_QUOTED) < 10_000 else ""
+    ts_ns = _NANOS.get(prediction.ts)
+    if ts_ns is None:
+        if len(_NANOS) >= 100_000:
+            _NANOS.clear()
+        ts_ns = _NANOS[prediction.ts] = nanoseconds(prediction.ts)
+    return (
+        f"{_prediction_prefix(prediction.device_id, prediction.device_type, prediction.group)}"
+        f"risk={float(prediction.risk)!r},"
+        f"failure_probability={float(prediction.failure_probability)!r},"
+        f"anomaly_score={float(prediction.anomaly_score)!r},"
+        f"model_version={int(prediction.model_version)}i,"
+        f"top_factor={quoted_top or field_string(top)} {ts_ns}"
     )
 
 

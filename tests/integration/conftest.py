@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from pipeline.datasets import Event, open_dataset
 from pipeline.settings import Settings, load_settings
+from schemas import FailureEvent
+from tests.integration.harness import Deployment
 
 pytestmark = pytest.mark.integration
 
@@ -54,18 +58,6 @@ def unique() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def wait_for(
-    condition: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.2, what: str = ""
-) -> None:
-    """Poll ``condition`` until it holds; fail with ``what`` after ``timeout_s``."""
-    give_up = time.monotonic() + timeout_s
-    while time.monotonic() < give_up:
-        if condition():
-            return
-        time.sleep(interval_s)  # polling an external condition, bounded by the deadline
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what or 'condition'}")
-
-
 @pytest.fixture
 def scratch_topics(settings: Settings) -> Iterator[list[str]]:
     """Topics created by a test, deleted afterwards."""
@@ -79,3 +71,29 @@ def scratch_topics(settings: Settings) -> Iterator[list[str]]:
             admin.delete_topics(created)
         finally:
             admin.close()
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+BACKBLAZE = SHARED_DATA / "backblaze" / "backblaze-2013-04-10_2013-05-19.csv.gz"
+
+
+@pytest.fixture(scope="session")
+def backblaze_slice() -> list[Event]:
+    """Every failed drive plus one healthy drive in 40 (by a stable hash), in time order."""
+    if not BACKBLAZE.exists():
+        pytest.fail(f"the shared Backblaze sample is missing: {BACKBLAZE}")
+    events = list(open_dataset("backblaze", BACKBLAZE).events())
+    failed = {event.device_id for event in events if isinstance(event, FailureEvent)}
+    keep = {
+        event.device_id
+        for event in events
+        if event.device_id in failed or zlib.crc32(event.device_id.encode()) % 40 == 0
+    }
+    return [event for event in events if event.device_id in keep]
+
+
+@pytest.fixture
+def deployment(settings: Settings, tmp_path: Path) -> Iterator[Deployment]:
+    """A fresh, isolated deployment (topics, bucket, worker id) on the real servers."""
+    with Deployment(settings, tmp_path) as deployment:
+        yield deployment

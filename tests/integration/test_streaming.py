@@ -1,0 +1,291 @@
+"""The streaming service end to end, on the real Kafka and InfluxDB."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from pipeline import topics
+from pipeline.cli.engine_options import engine_config_for
+from pipeline.datasets import Event
+from pipeline.engine import Scorer
+from pipeline.streaming.lineprotocol import nanoseconds
+from pipeline.streaming.signing import sign_snapshot
+from schemas import Alert, Feedback, ModelSnapshot, Rejected, Telemetry, TrainingExample
+from tests.integration.harness import Deployment, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def readings(events: list[Event]) -> list[Telemetry]:
+    return [event for event in events if isinstance(event, Telemetry)]
+
+
+def alerts_on_topic(deployment: Deployment) -> list[Alert]:
+    return [Alert.model_validate_json(value) for _, value in deployment.read_topic(topics.ALERTS)]
+
+
+def test_every_reading_gets_one_prediction_and_alerts_match_the_backtest(
+    deployment: Deployment, backblaze_slice: list[Event]
+) -> None:
+    """The same slice through Kafka and through the in-process engine.
+
+    Fleet models reach the streaming scorer a little later than in the backtest (they
+    travel through the ``models`` topic), so the alerted devices may differ at the
+    margin; the test bounds that difference instead of demanding identity.
+    """
+    deployment.start_worker()
+    deployment.replay(backblaze_slice)
+    expected = len(readings(backblaze_slice))
+    deployment.wait_for_predictions(expected)
+    assert deployment.count_predictions() == expected
+
+    alerts = alerts_on_topic(deployment)  # validates every alert against the schema
+    assert alerts, "the slice holds failing drives; some alert should have been raised"
+    streamed = {alert.device_id for alert in alerts if alert.action == "raise"}
+
+    from pipeline.backtest.driver import run_backtest
+
+    result = run_backtest(backblaze_slice, engine_config_for("backblaze"))
+    in_process = set(result.model.alerted_devices())
+    difference = streamed ^ in_process
+    assert len(difference) <= max(3, len(streamed | in_process) // 5), (
+        f"streaming alerted {len(streamed)} devices, backtest {len(in_process)}; "
+        f"they differ on {sorted(difference)}"
+    )
+
+
+BAD_MESSAGES: dict[str, bytes] = {
+    "malformed JSON": b'{"device_id": "bad-1", "ts": ',
+    "wrong type": json.dumps(
+        {
+            "device_id": "bad-2",
+            "ts": "2013-04-10T00:00:00Z",
+            "device_type": "x",
+            "metrics": {"smart_5_raw": "many"},
+        }
+    ).encode(),
+    "NaN": b'{"device_id": "bad-3", "ts": "2013-04-10T00:00:00Z", "device_type": "x",'
+    b' "metrics": {"smart_5_raw": NaN}}',
+    "unknown field": json.dumps(
+        {
+            "device_id": "bad-4",
+            "ts": "2013-04-10T00:00:00Z",
+            "device_type": "x",
+            "metrics": {},
+            "firmware": "CC4B",
+        }
+    ).encode(),
+    "naive timestamp": json.dumps(
+        {"device_id": "bad-5", "ts": "2013-04-10T00:00:00", "device_type": "x", "metrics": {}}
+    ).encode(),
+    "2 MB payload": json.dumps(
+        {
+            "device_id": "bad-6",
+            "ts": "2013-04-10T00:00:00Z",
+            "device_type": "x",
+            "metrics": {},
+            "tags": {"blob": "x" * (2 * 1024 * 1024)},
+        }
+    ).encode(),
+}
+
+
+def test_bad_input_goes_to_dead_letter_and_nothing_else_is_lost(
+    deployment: Deployment, backblaze_slice: list[Event]
+) -> None:
+    good = readings(backblaze_slice)[:500]
+    deployment.start_worker()
+    deployment.replay(good[:250])
+    deployment.produce(
+        topics.TELEMETRY,
+        [(f"bad-{i}".encode(), value) for i, value in enumerate(BAD_MESSAGES.values(), 1)],
+    )
+    deployment.replay(good[250:])
+    deployment.wait_for_predictions(len(good))
+
+    rejected = wait_until(
+        lambda: (
+            [
+                Rejected.model_validate_json(value)
+                for _, value in deployment.read_topic(topics.DEAD_LETTER)
+            ]
+            if len(deployment.read_topic(topics.DEAD_LETTER)) >= len(BAD_MESSAGES)
+            else None
+        ),
+        timeout_s=60,
+        what="every bad message in dead-letter",
+    )
+    assert len(rejected) == len(BAD_MESSAGES)
+    by_key = {envelope.key: envelope for envelope in rejected}
+    for i, (case, original) in enumerate(BAD_MESSAGES.items(), 1):
+        envelope = by_key[f"bad-{i}".encode()]
+        assert envelope.value == original, case
+        assert envelope.reason, case
+        assert envelope.source_topic == deployment.settings.topic(topics.TELEMETRY)
+        assert envelope.offset is not None
+    assert "exceeds" in by_key[b"bad-6"].reason
+    assert "ts" in by_key[b"bad-5"].reason
+    assert "firmware" in by_key[b"bad-4"].reason
+    assert deployment.count_predictions() == len(good)
+
+
+def test_crash_loses_no_reading_repeats_no_alert_and_keeps_device_history(
+    deployment: Deployment, backblaze_slice: list[Event]
+) -> None:
+    events = backblaze_slice
+    expected = len(readings(events))
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    wait_until(
+        lambda: deployment.count_predictions() >= expected // 3,
+        timeout_s=180,
+        what="a third of the predictions",
+    )
+    deployment.kill(worker)
+    deployment.start_worker()
+    deployment.wait_for_predictions(expected)
+    assert deployment.count_predictions() == expected
+
+    raised = Counter(
+        alert.alert_id for alert in alerts_on_topic(deployment) if alert.action == "raise"
+    )
+    assert raised, "expected alerts on the slice"
+    assert [alert_id for alert_id, n in raised.items() if n > 1] == []
+
+    # The anomaly score depends only on the device's own history: had the state not come
+    # back from the changelog, readings after the restart would score as a new device's.
+    scorer = Scorer(engine_config_for("backblaze"))
+    states: dict[str, object] = {}
+    expected_scores: dict[tuple[str, int], float] = {}
+    for event in readings(events):
+        step = scorer.on_telemetry(states.get(event.device_id), event)  # type: ignore[arg-type]
+        states[event.device_id] = step.state
+        expected_scores[(event.device_id, nanoseconds(event.ts))] = step.predictions[
+            0
+        ].anomaly_score
+    stored = deployment.prediction_field("anomaly_score")
+    mismatched = [k for k, v in expected_scores.items() if abs(stored[k] - v) > 1e-9]
+    assert mismatched == []
+
+
+def test_influxdb_outage_loses_no_prediction(
+    deployment: Deployment, backblaze_slice: list[Event]
+) -> None:
+    events = backblaze_slice
+    expected = len(readings(events))
+    deployment.start_worker()
+    deployment.replay(events[: len(events) // 4])
+    wait_until(deployment.count_predictions, timeout_s=120, what="the first predictions")
+    influxdb = [str(REPO / "infra" / "local" / "influxdb.sh")]
+    subprocess.run(["bash", *influxdb, "stop"], check=True, timeout=60)
+    try:
+        deployment.replay(events[len(events) // 4 :])
+        outage_started = datetime.now(UTC)
+        wait_until(
+            lambda: datetime.now(UTC) - outage_started >= timedelta(seconds=20),
+            timeout_s=30,
+            what="20 s of outage",
+        )
+    finally:
+        subprocess.run(["bash", *influxdb, "start"], check=True, timeout=120)
+    deployment.wait_for_predictions(expected)
+    assert deployment.count_predictions() == expected
+    failures = [e for e in deployment.log_events() if e.get("event") == "influx_write_failed"]
+    assert failures, "the worker should have seen the outage"
+
+
+def test_tampered_and_unsigned_snapshots_are_refused_and_scoring_goes_on(
+    deployment: Deployment, backblaze_slice: list[Event]
+) -> None:
+    good = readings(backblaze_slice)[:400]
+    deployment.start_worker()
+    deployment.replay(good[:200])
+    deployment.wait_for_predictions(200)
+    forged = sign_snapshot(
+        SecretStr("not-the-deployment-key"),
+        "ST3000DM001",
+        999_999,
+        {"pretend": "model"},
+        examples_seen=1,
+    )
+    unsigned = forged.model_copy(update={"signature": "", "version": 999_998})
+    deployment.produce(
+        topics.MODELS,
+        [
+            (b"ST3000DM001", forged.model_dump_json().encode()),
+            (b"ST3000DM001", unsigned.model_dump_json().encode()),
+        ],
+    )
+    deployment.replay(good[200:])
+    deployment.wait_for_predictions(len(good))
+    refusals = wait_until(
+        lambda: (
+            [e for e in deployment.log_events() if e.get("event") == "model_snapshot_refused"]
+            if len(
+                [e for e in deployment.log_events() if e.get("event") == "model_snapshot_refused"]
+            )
+            >= 2
+            else None
+        ),
+        timeout_s=30,
+        what="both snapshots refused in the log",
+    )
+    assert {e["version"] for e in refusals} == {999_999, 999_998}
+    versions = deployment.prediction_field("model_version")
+    assert 999_999 not in versions.values()
+    assert 999_998 not in versions.values()
+    assert ModelSnapshot.model_validate_json(forged.model_dump_json()).version == 999_999
+
+
+def test_false_alarm_feedback_clears_the_alert_and_becomes_a_negative_label(
+    deployment: Deployment, backblaze_slice: list[Event]
+) -> None:
+    events = backblaze_slice
+    deployment.start_worker()
+    deployment.replay(events)
+    deployment.wait_for_predictions(len(readings(events)))
+    open_alerts: dict[str, Alert] = {}
+    for alert in alerts_on_topic(deployment):
+        if alert.action == "raise":
+            open_alerts[alert.device_id] = alert
+        else:
+            open_alerts.pop(alert.device_id, None)
+    assert open_alerts, "expected an alert still open at the end of the slice"
+    device_id, alert = sorted(open_alerts.items())[0]
+    verdict = Feedback(
+        device_id=device_id,
+        ts=alert.ts + timedelta(hours=1),
+        alert_id=alert.alert_id,
+        verdict="false_alarm",
+        technician="t.test",
+    )
+    deployment.produce(topics.FEEDBACK, [(device_id.encode(), verdict.model_dump_json().encode())])
+
+    def cleared() -> list[Alert]:
+        return [
+            a
+            for a in alerts_on_topic(deployment)
+            if a.device_id == device_id and a.action == "clear" and a.alert_id == alert.alert_id
+        ]
+
+    clears = wait_until(cleared, timeout_s=60, what="the alert to clear")
+    assert "false alarm" in clears[-1].reason
+
+    def negatives() -> list[TrainingExample]:
+        examples = [
+            TrainingExample.model_validate_json(value)
+            for _, value in deployment.read_topic(topics.TRAINING_EXAMPLES)
+        ]
+        return [
+            e
+            for e in examples
+            if e.device_id == device_id and e.source == "feedback" and not e.label
+        ]
+
+    assert wait_until(negatives, timeout_s=60, what="a negative label from the feedback")
