@@ -33,7 +33,7 @@ class Dataset:
     time_unit: str
     time_unit_seconds: float
     source: Callable[[], Iterator[Event]] = field(repr=False, compare=False)
-    ground_truth_failures: Mapping[str, datetime] = field(default_factory=_no_failures)
+    ground_truth_failures: Mapping[str, datetime] = field(default_factory=_no_failures, repr=False)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_unit_seconds) and self.time_unit_seconds > 0):
