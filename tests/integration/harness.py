@@ -73,9 +73,8 @@ class Deployment:
     def __enter__(self) -> Deployment:
         ensure_topics(self.settings)
         with influx_client(self.settings) as client:
-            org_id = client.organizations_api().find_organizations(org=self.base.influx_org)[0].id
             bucket = client.buckets_api().create_bucket(
-                bucket_name=self.settings.influx_bucket, org_id=org_id
+                bucket_name=self.settings.influx_bucket, org=self.base.influx_org
             )
             self._bucket_id = bucket.id
         return self

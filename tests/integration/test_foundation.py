@@ -97,7 +97,10 @@ def test_topic_creation_twice_changes_nothing(settings: Settings) -> None:
         after = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, settings.topic(s.name)) for s in TOPICS]
         )
-        partitions = {topic["topic"]: len(topic["partitions"]) for topic in admin.describe_topics()}
+        names = [settings.topic(spec.name) for spec in TOPICS]
+        partitions = {
+            topic["name"]: len(topic["partitions"]) for topic in admin.describe_topics(names)
+        }
     finally:
         admin.close()
     assert str(before) == str(after)
