@@ -7,6 +7,7 @@
 #   FOREWARN_KAFKA_BOOTSTRAP, FOREWARN_INFLUX_URL, FOREWARN_INFLUX_{ORG,BUCKET,TOKEN,USERNAME,PASSWORD}
 # Secrets (token, password) are never printed and never put on a command line.
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 FW_INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 FOREWARN_CACHE_DIR=${FOREWARN_CACHE_DIR:-${HOME:-/root}/.cache/forewarn}
@@ -92,7 +93,9 @@ fw_port_listening() {
 # fw_port_owner PORT: pid of the process listening on PORT, if ss can tell.
 fw_port_owner() {
     command -v ss >/dev/null 2>&1 || return 0
-    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2
+    # awk reads all its input: no early exit, no SIGPIPE under pipefail
+    ss -Hltnp "sport = :$1" 2>/dev/null |
+        awk '!found && match($0, /pid=[0-9]+/) { print substr($0, RSTART + 4, RLENGTH - 4); found = 1 }'
 }
 
 # fw_describe_pid PID: "pid 123 (java ...)" for error messages.
@@ -113,7 +116,9 @@ fw_pid_matches() {
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     [[ -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker"
+    local cmd
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmd == *"$marker"* ]]
 }
 
 # fw_running_pid PIDFILE MARKER PORT: print the pid of our server if it runs.
@@ -147,14 +152,15 @@ fw_ensure_port_free() {
 # fw_spawn PIDFILE OUTFILE CMD...: start CMD detached in its own session and
 # process group (so stop can signal the whole group), stdout+stderr to OUTFILE.
 # The pid is written by the child itself just before exec, so it is the
-# server's pid whatever setsid does.
+# server's pid whatever setsid does. fd 8 (the fw_lock lock) is closed so the
+# server does not hold the lock for its whole life.
 fw_spawn() {
     local pidfile=$1 out=$2
     shift 2
     rm -f "$pidfile"
     # shellcheck disable=SC2016 # $$, $0 and $@ expand in the child shell
     setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
-        >>"$out" 2>&1 </dev/null &
+        >>"$out" 2>&1 </dev/null 8>&- &
     local i
     for ((i = 0; i < 100; i++)); do
         [[ -s $pidfile ]] && return 0

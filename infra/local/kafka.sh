@@ -12,7 +12,7 @@
 set -euo pipefail
 
 FW_COMPONENT=kafka
-# shellcheck source=infra/local/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 KAFKA_VERSION=${FOREWARN_KAFKA_VERSION:-4.1.2}
@@ -42,7 +42,7 @@ kafka_find_java() {
     candidates+=(/usr/lib/jvm/temurin-25-jdk-amd64/bin/java)
     for c in "${candidates[@]}"; do
         [[ -x $c ]] || continue
-        major=$("$c" -version 2>&1 | sed -n 's/.*version "\([0-9]*\)[."].*/\1/p' | head -n1)
+        major=$("$c" -version 2>&1 | sed -n '/version "/{s/.*version "\([0-9]*\)[."].*/\1/p;q;}')
         if [[ -n $major ]] && ((major >= 17)); then
             JAVA=$c
             return 0
@@ -82,8 +82,9 @@ kafka_install() {
         "kafka-clients-$KAFKA_VERSION.jar"; do
         [[ -f $tmp/$jar ]] || fw_die_with_log "$log" "mvn finished but $jar is missing from $tmp"
     done
-    compgen -G "$tmp/log4j-core-*.jar" >/dev/null && compgen -G "$tmp/log4j-slf4j-impl-*.jar" >/dev/null ||
+    if ! compgen -G "$tmp/log4j-core-*.jar" >/dev/null || ! compgen -G "$tmp/log4j-slf4j-impl-*.jar" >/dev/null; then
         fw_die_with_log "$log" "log4j-core / log4j-slf4j-impl missing from $tmp"
+    fi
     # Smoke test: the classpath loads kafka.tools.StorageTool (same jar as kafka.Kafka).
     if ! "$JAVA" -cp "$tmp/*" -Dlog4j2.configurationFile="$FW_INFRA_DIR/kafka/tools-log4j2.properties" \
         kafka.tools.StorageTool random-uuid >>"$log" 2>&1; then
@@ -124,23 +125,40 @@ kafka_format_storage() {
 # listener (a TCP connect alone is not enough: the socket opens before the
 # broker has caught up with the metadata log).
 kafka_probe() {
-    timeout 30 "$JAVA" -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    local out
+    out=$(timeout 30 "$JAVA" -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$FW_INFRA_DIR/kafka/tools-log4j2.properties" \
         -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.BrokerApiVersionsCommand \
         --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" \
-        --command-config "$KAFKA_STATE/probe.properties" 2>&1 |
-        grep -q "^$KAFKA_HOST:$KAFKA_PORT (id: 1 "
+        --command-config "$KAFKA_STATE/probe.properties" 2>&1) || return 1
+    [[ $out == *"$KAFKA_HOST:$KAFKA_PORT (id: 1 "* ]]
 }
 
+# kafka_wait_ready PID START [LOG_LINE]: poll until ready or the deadline.
+# When LOG_LINE is given (a fresh start), the JVM probe only runs once
+# server.log past that line says "Kafka Server started": on 2 busy cores each
+# probe costs seconds of CPU that the starting broker needs.
 kafka_wait_ready() {
-    local pid=$1 start=$2 deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+    local pid=$1 start=$2 from=${3:-} deadline=$((SECONDS + KAFKA_START_TIMEOUT))
     printf 'request.timeout.ms=5000\ndefault.api.timeout.ms=8000\nretry.backoff.ms=200\n' \
         >"$KAFKA_STATE/probe.properties"
     while ((SECONDS < deadline)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             rm -f "$KAFKA_PIDFILE"
+            printf '%s: error: Kafka exited during start (logs: %s, %s)\n' "$FW_COMPONENT" \
+                "$KAFKA_OUT" "$KAFKA_LOGS/server.log" >&2
             fw_tail "$KAFKA_OUT" 15
-            fw_die_with_log "$KAFKA_LOGS/server.log" "Kafka exited during start"
+            if [[ -n $from ]] && tail -n "+$from" "$KAFKA_LOGS/server.log" >"$KAFKA_LOGS/last-start.log" 2>/dev/null; then
+                fw_tail "$KAFKA_LOGS/last-start.log" 25
+            fi
+            exit 1
+        fi
+        # (awk, not tail|grep -q: an early-exiting reader would SIGPIPE the
+        # writer and, under pipefail, turn a match into a miss)
+        if [[ -n $from ]] && ! awk -v from="$from" 'NR >= from && /Kafka Server started/ { found = 1 }
+                END { exit !found }' "$KAFKA_LOGS/server.log" 2>/dev/null; then
+            sleep 0.2
+            continue
         fi
         if fw_port_listening "$KAFKA_PORT" && kafka_probe; then
             fw_info "up: pid $pid, $KAFKA_HOST:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT), ready in $(fw_elapsed "$start")"
@@ -168,6 +186,8 @@ kafka_start() {
     kafka_render_config
     kafka_format_storage
     : >"$KAFKA_OUT"
+    local from=1
+    [[ -f $KAFKA_LOGS/server.log ]] && from=$(($(wc -l <"$KAFKA_LOGS/server.log") + 1))
     # shellcheck disable=SC2086 # heap options are a word list
     fw_spawn "$KAFKA_PIDFILE" "$KAFKA_OUT" "$JAVA" \
         ${FOREWARN_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} \
@@ -178,7 +198,7 @@ kafka_start() {
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG"
     pid=$(<"$KAFKA_PIDFILE")
     fw_info "started pid $pid; waiting for the broker on $KAFKA_HOST:$KAFKA_PORT (deadline ${KAFKA_START_TIMEOUT}s)"
-    kafka_wait_ready "$pid" "$start"
+    kafka_wait_ready "$pid" "$start" "$from"
 }
 
 kafka_stop() {

@@ -24,7 +24,7 @@ def _root() -> None:
 
 def _register_commands() -> None:
     # Imported for their side effect: each module adds its commands to ``app``.
-    from pipeline.cli import ops_cmd, schemas_cmd  # noqa: F401
+    from pipeline.cli import backtest_cmd, ops_cmd, schemas_cmd, stream_cmd  # noqa: F401
 
 
 def main() -> None:

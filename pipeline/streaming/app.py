@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +31,13 @@ from pydantic import ValidationError
 from pipeline import topics
 from pipeline.engine import EngineConfig, Evaluator, FleetModel, Scorer, Trainer
 from pipeline.settings import Settings
-from pipeline.streaming.codec import register_state_codec
 from pipeline.streaming.health import HealthReporter
 from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
 from pipeline.streaming.intake import Rejection, describe_validation_error, rejected
 from pipeline.streaming.models import ModelRegistry
 from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome, Processor, Source
 from pipeline.streaming.published import PublishedAlerts
-from pipeline.streaming.signing import sign_snapshot
+from pipeline.streaming.signing import seal, sign_snapshot, unseal
 from pipeline.streaming.sink import InfluxSink
 from schemas import Rejected, TrainingExample
 
@@ -48,8 +48,38 @@ log = structlog.get_logger(__name__)
 Event = Any
 Stream = Any
 
+YIELD_EVERY = 32
+"""Messages the agent handles before it yields to the event loop."""
+
 MODEL_PUBLISH_INTERVAL_S = 2.0
 """A trainer with unpublished examples publishes at least this often, even if not due."""
+
+
+RECORD_CACHE_SIZE = 250_000
+"""Device records kept unpickled in memory; the table (RocksDB + changelog) holds all."""
+
+
+class RecordCache:
+    """A bounded least-recently-used map of device records already read from the table."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: OrderedDict[str, DeviceRecord] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        record = self._items.get(device_id)
+        if record is not None:
+            self._items.move_to_end(device_id)
+        return record
+
+    def put(self, device_id: str, record: DeviceRecord) -> None:
+        self._items[device_id] = record
+        self._items.move_to_end(device_id)
+        if len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
 @dataclass
@@ -83,6 +113,7 @@ class Worker:
         self.models = ModelRegistry(settings.model_signing_key, self.scorer.install)
         self.trainers: dict[str, Trainer] = {}
         self.pending = Checkpoint()
+        self.records = RecordCache(RECORD_CACHE_SIZE)
         self.checkpoint_lock = asyncio.Lock()
         self.readings = 0
         self.rejected = 0
@@ -127,7 +158,8 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "stream_buffer_maxsize": 8192,
         "table_standby_replicas": 0,
         "consumer_auto_offset_reset": "earliest",
-        "producer_linger": 0.005,
+        "producer_linger": 0.02,
+        "producer_max_batch_size": 1024 * 1024,
         "processing_guarantee": "at_least_once",
     }
 
@@ -137,7 +169,6 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     app: Any = faust.App(settings.worker_id, **_faust_settings(settings))
     worker = Worker(settings, config, published)
     app.forewarn = worker  # reachable from tests and tasks
-    state_codec = register_state_codec(settings.model_signing_key)
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(*(settings.topic(name) for name in INPUT_TOPICS), **raw)
@@ -145,26 +176,44 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     examples_topic = app.topic(settings.topic(topics.TRAINING_EXAMPLES), **raw)
     dead_letter_topic = app.topic(settings.topic(topics.DEAD_LETTER), **raw)
     models_topic = app.topic(settings.topic(topics.MODELS), **raw)
+    # Values are pickles sealed with the signing key: the changelog is a Kafka topic, so
+    # its bytes are checked (HMAC) before they are unpickled.
     table = app.Table(
         "device-state",
         default=None,
+        key_type=bytes,
+        value_type=bytes,
         partitions=settings.topic_partitions,
         changelog_topic=app.topic(
             settings.topic(topics.DEVICE_STATE_CHANGELOG),
             key_serializer="raw",
-            value_serializer=state_codec,
+            value_serializer="raw",
             partitions=settings.topic_partitions,
             compacting=True,
         ),
     )
+    key = settings.model_signing_key
     streams: dict[str, Stream] = {}
 
     def current_record(device_key: bytes) -> DeviceRecord | None:
-        staged = worker.pending.states.get(device_key.decode())
+        device_id = device_key.decode()
+        staged = worker.pending.states.get(device_id)
         if staged is not None:
             return staged[0]
-        value: DeviceRecord | None = table.get(device_key)
-        return value
+        record = worker.records.get(device_id)
+        if record is not None:
+            return record
+        sealed = table.get(device_key)
+        if sealed is None:
+            return None
+        record = cast(DeviceRecord, unseal(key, sealed))
+        worker.records.put(device_id, record)
+        return record
+
+    @app.on_partitions_revoked.connect
+    async def forget_records(*_: Any, **__: Any) -> None:
+        # Another worker may own these devices now: read them from the table again.
+        worker.records.clear()
 
     async def send_rejected(envelope: Rejected) -> None:
         worker.rejected += 1
@@ -220,13 +269,17 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                 return
             # Staged states stay readable while the sink may block on an outage.
             worker.pending = Checkpoint(states=dict(batch.states))
+            started = time.monotonic()
             await worker.sink.flush()
+            flushed = time.monotonic()
             if batch.sends:
                 await asyncio.gather(*batch.sends)
+            sent = time.monotonic()
             stream = streams["device_events"]
             for device_id, (record, event) in batch.states.items():
                 stream._set_current_event(event)  # the table writes to this event's partition
-                table[device_id.encode()] = record
+                table[device_id.encode()] = seal(key, record)
+                worker.records.put(device_id, record)
             stream._set_current_event(None)
             for device_id, (record, _) in batch.states.items():
                 staged = worker.pending.states.get(device_id)
@@ -234,6 +287,15 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                     del worker.pending.states[device_id]
             for event in batch.events:
                 await stream.ack(event)
+            log.debug(
+                "checkpoint",
+                events=len(batch.events),
+                states=len(batch.states),
+                sends=len(batch.sends),
+                flush_ms=round((flushed - started) * 1000, 1),
+                sends_ms=round((sent - flushed) * 1000, 1),
+                state_ms=round((time.monotonic() - sent) * 1000, 1),
+            )
 
     @app.agent(inputs)
     async def device_events(stream: Stream) -> None:
@@ -261,6 +323,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             worker.last_offsets[(message.topic, message.partition)] = message.offset
             if len(worker.pending.events) >= settings.sink_batch_size:
                 await checkpoint()
+            elif len(worker.pending.events) % YIELD_EVERY == 0:
+                # A busy stream never suspends on its own: let the checkpoint's
+                # InfluxDB and Kafka I/O progress between messages.
+                await asyncio.sleep(0)
 
     @app.timer(interval=settings.sink_flush_seconds)
     async def periodic_checkpoint() -> None:
@@ -277,9 +343,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         snapshot = sign_snapshot(
             settings.model_signing_key, group, model.version, model, model.examples_seen
         )
-        await models_topic.send_and_wait(
+        delivery = await models_topic.send(
             key=group.encode(), value=snapshot.model_dump_json().encode()
         )
+        await delivery
         last_publish[group] = time.monotonic()
         log.info("model_published", group=group, version=model.version)
         stream = training_streams["train"]
@@ -304,7 +371,8 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                     key=event.message.key if isinstance(event.message.key, bytes) else None,
                     value=value,
                 )
-                await dead_letter_topic.send_and_wait(value=envelope.model_dump_json().encode())
+                delivery = await dead_letter_topic.send(value=envelope.model_dump_json().encode())
+                await delivery
                 await manual.ack(event)
                 continue
             trainer = worker.trainer(example.group)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ class HealthReporter:
     def __init__(self, app: Any, worker: Worker) -> None:
         self._app = app
         self._worker = worker
+        self._instance = f"{worker.settings.worker_id}@{socket.gethostname()}"
         self._last_readings = 0
         self._last_time = time.monotonic()
 
@@ -49,7 +51,7 @@ class HealthReporter:
         points = [
             line(
                 PIPELINE_HEALTH,
-                {"worker": worker.settings.worker_id},
+                {"worker": self._instance},
                 {
                     "readings_per_second": rate,
                     "readings": worker.readings,

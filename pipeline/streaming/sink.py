@@ -62,13 +62,21 @@ class InfluxSink:
             raise SinkFullError(f"{len(self._buffer)} points buffered, limit {self._max_buffered}")
 
     async def flush(self) -> None:
-        """Write everything buffered; returns only once InfluxDB has accepted all of it."""
+        """Write what is buffered now; returns only once InfluxDB has accepted all of it.
+
+        Points added while the flush runs wait for the next flush: chasing them would
+        turn one flush into a stream of tiny writes.
+        """
         async with self._lock:
-            while self._buffer:
-                chunk = self._buffer[: self._batch_size]
-                await self._write_with_retry(chunk)
-                del self._buffer[: len(chunk)]
-                self.points_written += len(chunk)
+            batch, self._buffer = self._buffer, []
+            try:
+                while batch:
+                    chunk = batch[: self._batch_size]
+                    await self._write_with_retry(chunk)
+                    del batch[: len(chunk)]
+                    self.points_written += len(chunk)
+            finally:
+                self._buffer[:0] = batch  # unwritten points stay first in line
 
     async def _write_with_retry(self, chunk: list[str]) -> None:
         backoff = self._first_backoff_s

@@ -67,7 +67,7 @@ class Deployment:
             "FOREWARN_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "FOREWARN_SINK_FLUSH_SECONDS": "0.2",
             "FOREWARN_LOG_FORMAT": "json",
-            "FOREWARN_LOG_LEVEL": "info",
+            "FOREWARN_LOG_LEVEL": os.environ.get("FOREWARN_TEST_LOG_LEVEL", "info"),
         }
 
     def __enter__(self) -> Deployment:
