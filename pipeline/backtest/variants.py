@@ -1,0 +1,62 @@
+"""The two comparison variants a backtest runs beside the model: a rule and anomaly-only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.engine import EngineConfig
+from pipeline.engine.policy import RAISE, Policy
+
+
+class RuleBaseline:
+    """Alert when any listed counter metric rose since the device's previous reading.
+
+    The default for Backblaze (SMART 5 or 197 rose) is the README's best simple rule.
+    Like the README's reference numbers, every reading on which the rule fires counts as
+    a raised alert (no budget, no hysteresis).
+    """
+
+    def __init__(self, counters: Sequence[str]) -> None:
+        self.counters = tuple(counters)
+        self._last: dict[str, list[float | None]] = {}
+
+    def fires(self, device_id: str, metrics: dict[str, float]) -> bool:
+        """Whether the rule fires on this reading (and remember its values)."""
+        last = self._last.get(device_id)
+        values = [metrics.get(name) for name in self.counters]
+        self._last[device_id] = values
+        if last is None:
+            return False
+        return any(
+            new is not None and old is not None and new > old
+            for new, old in zip(values, last, strict=True)
+        )
+
+    def reset(self, device_id: str) -> None:
+        """Forget a device (it failed)."""
+        self._last.pop(device_id, None)
+
+
+class AnomalyOnly:
+    """The engine's alert policy and budget applied to the anomaly score alone."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.policy = Policy(config)
+        self._alert: dict[str, tuple[float | None, int]] = {}
+        self._alerted: set[str] = set()
+
+    def step(self, device_id: str, anomaly: float, t: float) -> bool:
+        """Apply the policy to a reading's anomaly score; True when it raises."""
+        raised_at, streak = self._alert.get(device_id, (None, 0))
+        first = device_id not in self._alerted
+        action, streak = self.policy.decide(raised_at, streak, anomaly, t, first=first)
+        if action:
+            raised_at = t if action == RAISE else None
+            if action == RAISE:
+                self._alerted.add(device_id)
+        self._alert[device_id] = (raised_at, streak)
+        return action == RAISE
+
+    def reset(self, device_id: str) -> None:
+        """Forget a device (it failed)."""
+        self._alert.pop(device_id, None)

@@ -1,0 +1,204 @@
+"""``forewarn backtest``: run a dataset through the engine in-process and report."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from pipeline.backtest import PRESETS, build_report, run_backtest, summary, write_report
+from pipeline.backtest.plots import write_plot
+from pipeline.cli import app
+from pipeline.datasets import FORMATS, Event, open_dataset
+from pipeline.engine import EngineConfig
+from pipeline.errors import ConfigError
+from schemas import Telemetry
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+_UNITS = {
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+    "w": 7 * 86400.0,
+}
+
+
+def parse_duration(text: str, time_unit_seconds: float, option: str = "--horizon") -> timedelta:
+    """``14d``, ``36h``, ``90m``, ``2w``; ``30c``/``30cycles`` or a bare number: dataset units."""
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise ConfigError(f"bad {option} {text!r}: expected e.g. 14d, 36h or 30 (dataset units)")
+    amount, unit = float(match[1]), match[2]
+    if unit in ("", "c", "cycle", "cycles", "u", "units"):
+        seconds = amount * time_unit_seconds
+    elif unit in _UNITS:
+        seconds = amount * _UNITS[unit]
+    else:
+        raise ConfigError(f"bad {option} {text!r}: unknown unit {unit!r}")
+    if seconds <= 0:
+        raise ConfigError(f"bad {option} {text!r}: must be positive")
+    return timedelta(seconds=seconds)
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _limited(events: Iterator[Event], limit: int | None) -> Iterator[Event]:
+    """Stop after ``limit`` readings (failures dated up to the last one still pass)."""
+    if limit is None:
+        yield from events
+        return
+    seen = 0
+    last_ts = None
+    for event in events:
+        if isinstance(event, Telemetry):
+            if seen >= limit:
+                return
+            seen += 1
+            last_ts = event.ts
+        elif last_ts is not None and event.ts > last_ts and seen >= limit:
+            return
+        yield event
+
+
+@app.command("backtest")
+def backtest(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"One of: {', '.join(FORMATS)}.")],
+    path: Annotated[Path, typer.Argument(help="Dataset file or directory.")],
+    *,
+    horizon: Annotated[
+        str | None,
+        typer.Option(help="Failure horizon: 14d, 36h, or a number of dataset time units."),
+    ] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Where to write report.json and the PNG.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every deterministic choice.")] = 0,
+    fleet_model: Annotated[
+        str | None, typer.Option(help="Fleet pipeline name (see docs/engine.md).")
+    ] = None,
+    group_by: Annotated[
+        str | None, typer.Option(help="Model group: device_type, fleet, or a tag name.")
+    ] = None,
+    alert_budget: Annotated[
+        float | None,
+        typer.Option(help="New alerts per 1,000 readings (per 1,000 devices a day); 0: none."),
+    ] = None,
+    negative_rate: Annotated[
+        float | None, typer.Option(help="Share of negative readings learnt.")
+    ] = None,
+    counter_metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated error counters (also the rule).")
+    ] = None,
+    level_only_metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated clocks/static metrics: level only.")
+    ] = None,
+    ignored_metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated metrics never used.")
+    ] = None,
+    rule_counters: Annotated[
+        str | None, typer.Option(help="Counters of the rule baseline (default: counters).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many readings (a slice).")
+    ] = None,
+    plot: Annotated[bool, typer.Option(help="Write the PNG.")] = True,
+    device_column: Annotated[str | None, typer.Option(help="csv: device id column.")] = None,
+    time_column: Annotated[str | None, typer.Option(help="csv: timestamp column.")] = None,
+    failure_column: Annotated[str | None, typer.Option(help="csv: failure flag column.")] = None,
+    metric_columns: Annotated[
+        str | None, typer.Option(help="csv: comma-separated metric columns.")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Extra reader option KEY=VALUE (repeatable)."),
+    ] = None,
+) -> None:
+    """Run a dataset through the engine (model, rule baseline, anomaly-only) and report."""
+    reader_options: dict[str, object] = {}
+    for key, value in (
+        ("device_column", device_column),
+        ("time_column", time_column),
+        ("failure_column", failure_column),
+        ("metric_columns", metric_columns),
+    ):
+        if value is not None:
+            reader_options[key] = value
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad --option {item!r}: expected KEY=VALUE")
+        reader_options[key.strip().replace("-", "_")] = value
+    dataset = open_dataset(fmt, path, **reader_options)
+
+    settings: dict[str, Any] = dict(PRESETS.get(fmt, {}))
+    settings["seed"] = seed
+    if horizon is not None:
+        settings["horizon"] = parse_duration(horizon, dataset.time_unit_seconds)
+    if dataset.time_unit == "cycles":
+        # One budget period per cycle; clock-based units keep the default of one day.
+        settings.setdefault("budget_period", timedelta(seconds=dataset.time_unit_seconds))
+    overrides: tuple[tuple[str, object], ...] = (
+        ("fleet_model", fleet_model),
+        ("group_by", group_by),
+        ("negative_rate", negative_rate),
+        ("counter_metrics", _names(counter_metrics)),
+        ("level_only_metrics", _names(level_only_metrics)),
+        ("ignored_metrics", _names(ignored_metrics)),
+    )
+    for key, override in overrides:
+        if override is not None:
+            settings[key] = override
+    if alert_budget is not None:
+        settings["alert_budget"] = alert_budget or None
+    known = {item.name for item in fields(EngineConfig)}
+    config = EngineConfig(**{k: v for k, v in settings.items() if k in known})
+    rule = _names(rule_counters) or config.counter_metrics
+
+    console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.completed:,} readings"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"backtest {dataset.name}", total=None)
+        result = run_backtest(
+            _limited(dataset.events(), limit),
+            config,
+            rule_counters=rule,
+            ground_truth=dataset.ground_truth_failures,
+            progress=lambda n: progress.update(task, completed=n),
+            keep_series=lambda _device: plot,
+        )
+    report = build_report(
+        result,
+        dataset=dataset.name,
+        fmt=dataset.format,
+        time_unit=dataset.time_unit,
+        time_unit_seconds=dataset.time_unit_seconds,
+    )
+    out_dir = report_dir or Path("reports") / dataset.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_report(report, out_dir / "report.json")
+    typer.echo(summary(report))
+    written = [out_dir / "report.json"]
+    if plot:
+        write_plot(result, report, out_dir / "backtest.png", dataset.time_unit_seconds)
+        written.append(out_dir / "backtest.png")
+    typer.echo("wrote " + ", ".join(str(p) for p in written))

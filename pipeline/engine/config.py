@@ -1,0 +1,146 @@
+"""The engine's one frozen configuration object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from pipeline.errors import ConfigError
+
+FLEET_GROUP = "fleet"
+"""``group_by`` value that puts every device into one model group."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine's behaviour depends on; fixed before a run starts.
+
+    Durations are ``timedelta``; a dataset counted in cycles maps one cycle to its
+    ``time_unit_seconds`` before building the config (see ``docs/engine.md``).
+    """
+
+    horizon: timedelta = timedelta(days=14)
+    """A reading is positive if its device fails within ``[ts, ts + horizon]``."""
+
+    group_by: str = "device_type"
+    """Model group of a device: ``"device_type"``, ``"fleet"`` (one group) or a tag name."""
+
+    fleet_model: str = "logreg"
+    """Name of the fleet pipeline in :data:`pipeline.engine.fleet.FLEET_MODELS`."""
+
+    counter_metrics: tuple[str, ...] = ()
+    """Error counters (e.g. reallocated sectors): features in log space, rises, growth
+    since first seen, recency of the last change. They also drive the rule baseline."""
+
+    level_only_metrics: tuple[str, ...] = ()
+    """Metrics used only as their current level: clocks and static values whose drift
+    or growth would only measure how long a device has been watched (a confounder)."""
+
+    ignored_metrics: tuple[str, ...] = ()
+    """Metrics never used (labels in disguise, identifiers, pure fleet-mix values)."""
+
+    type_feature: bool = True
+    """Add a one-hot ``type=<device_type>`` feature (a per-type intercept)."""
+
+    ew_halflife: timedelta = timedelta(days=7)
+    """Half-life of each device's exponentially weighted mean and variance per metric."""
+
+    rise_halflife: timedelta = timedelta(days=3)
+    """Half-life of the "rose recently" counters and of the last-change recency."""
+
+    baseline_readings: int = 5
+    """Readings averaged into a device's first-seen baseline (growth/drift reference)."""
+
+    anomaly_warmup: int = 3
+    """Readings a device needs before its anomaly score is anything but 0."""
+
+    anomaly_weight: float = 0.0
+    """Weight of the anomaly score in the combined risk (noisy-or with the fleet
+    probability). The anomaly score is always a fleet-model feature as well."""
+
+    negative_rate: float = 0.05
+    """Share of negative readings emitted as training examples (seeded hash)."""
+
+    weighted_negatives: bool = False
+    """Learn negatives with their weight ``1 / negative_rate`` (unbiased probabilities)
+    instead of weight 1 (balanced, steadier SGD). Examples always carry the true weight."""
+
+    provisional_after: timedelta | None = timedelta(days=1)
+    """Emit a reading as a provisional negative once its device has reported this long
+    after it (``None``: only strict negatives once the horizon has passed)."""
+
+    max_pending: int = 32
+    """Bound on a device's buffer of feature vectors awaiting their label."""
+
+    publish_every: int = 500
+    """A trainer is ``due()`` after this many new examples (and at least one in total)."""
+
+    min_positives: int = 10
+    """A group's model scores only after it has learnt from this many positives."""
+
+    alert_k: int = 1
+    """Consecutive readings at or above the raise threshold needed to raise an alert."""
+
+    high_mark: float = 0.0
+    """Floor of the raise threshold (the budget can only raise it)."""
+
+    low_mark_ratio: float = 0.5
+    """An open alert clears when risk drops below ``ratio * raise threshold``."""
+
+    critical_ratio: float = 4.0
+    """Severity is ``critical`` when risk is at least ``ratio * raise threshold``."""
+
+    alert_budget: float | None = 0.25
+    """New alerts allowed per 1,000 device readings, i.e. per 1,000 devices per
+    ``budget_period`` when devices report once a period; ``None`` disables the budget
+    (then only ``high_mark`` and hysteresis decide)."""
+
+    budget_period: timedelta = timedelta(days=1)
+    """Period over which the online threshold is re-tuned and the budget refills."""
+
+    budget_burst: float = 2.0
+    """Unused budget carries over up to ``burst * budget per period``."""
+
+    threshold_smoothing: float = 0.5
+    """Weight of the latest period in the online threshold (EW average in logit space)."""
+
+    top_factors: int = 3
+    """Contributing features listed in each prediction."""
+
+    seed: int = 0
+    """Seed of every deterministic choice (negative sampling, model initialisation)."""
+
+    extra: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    """Free-form options of a fleet pipeline (e.g. ``lr``); keys are documented there."""
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.horizon > timedelta(0), "horizon must be positive"),
+            (0.0 < self.negative_rate <= 1.0, "negative_rate must be in (0, 1]"),
+            (self.max_pending >= 1, "max_pending must be at least 1"),
+            (self.publish_every >= 1, "publish_every must be at least 1"),
+            (self.alert_k >= 1, "alert_k must be at least 1"),
+            (0.0 <= self.high_mark < 1.0, "high_mark must be in [0, 1)"),
+            (0.0 <= self.low_mark_ratio <= 1.0, "low_mark_ratio must be in [0, 1]"),
+            (self.alert_budget is None or self.alert_budget > 0, "alert_budget must be > 0"),
+            (self.budget_period > timedelta(0), "budget_period must be positive"),
+            (self.budget_burst >= 1.0, "budget_burst must be at least 1"),
+            (0.0 < self.threshold_smoothing <= 1.0, "threshold_smoothing must be in (0, 1]"),
+            (0.0 <= self.anomaly_weight <= 1.0, "anomaly_weight must be in [0, 1]"),
+            (self.ew_halflife > timedelta(0), "ew_halflife must be positive"),
+            (self.rise_halflife > timedelta(0), "rise_halflife must be positive"),
+            (self.baseline_readings >= 1, "baseline_readings must be at least 1"),
+            (0 <= self.top_factors <= 10, "top_factors must be in [0, 10]"),
+            (
+                self.provisional_after is None or self.provisional_after > timedelta(0),
+                "provisional_after must be positive",
+            ),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        from pipeline.engine.fleet import FLEET_MODELS
+
+        if self.fleet_model not in FLEET_MODELS:
+            names = ", ".join(sorted(FLEET_MODELS))
+            raise ConfigError(f"unknown fleet model {self.fleet_model!r} (one of: {names})")

@@ -1,0 +1,163 @@
+"""Incremental per-metric features over a device's compact state.
+
+Every metric of a device owns ``SLOTS`` floats in the device's ``array('d')``; one call
+of :func:`update` folds a reading into them and writes the reading's feature vector.
+Values are taken in signed log space (``copysign(log1p(|v|), v)``), so counters that
+jump from 0 to 8 and from 8 to 800 weigh alike and scale-free metrics compare across
+devices. Per kind of metric:
+
+- ``counter`` (error counters): level, delta since the previous reading, decayed count
+  of rises ("rose recently"), growth since first seen, recency of the last change.
+- ``gauge`` (everything else): level, delta, z-score against the device's own
+  exponentially weighted mean and variance, drift of that mean from the first-seen
+  baseline.
+- ``level`` (clocks, static values): the level only, because their growth measures how
+  long the device has been watched, not its health.
+- ``ignored``: nothing.
+
+No feature measures history length or time since first seen, and "time since the last
+change" enters only as a recency ``0.5 ** (age / rise_halflife)`` that is 0 for a
+metric that never changed, so it cannot stand in for the age of the record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+COUNTER, GAUGE, LEVEL, IGNORED = 0, 1, 2, 3
+KIND_NAMES = ("counter", "gauge", "level", "ignored")
+
+# Slots of one metric inside a device's value array.
+LAST, BASE, EWM, EWV, ROSE, CHANGED, NOBS = range(7)
+SLOTS = 7
+NEVER = -1.0e18
+"""``CHANGED`` slot of a metric that never changed."""
+
+Z_FLOOR = 0.01
+"""Floor of the standard deviation in log space (a 1 % relative change)."""
+
+_Z_FLOOR_SQ = Z_FLOOR * Z_FLOOR
+
+Z_CAP = 100.0
+"""Cap of a squared z-score, so one wild metric cannot dominate the anomaly score."""
+
+_SUFFIXES: dict[int, tuple[str, ...]] = {
+    COUNTER: ("", ".delta", ".rose", ".growth", ".recent"),
+    GAUGE: ("", ".delta", ".z", ".drift"),
+    LEVEL: ("",),
+    IGNORED: (),
+}
+
+
+def to_log(value: float) -> float:
+    """Signed ``log1p``: monotone, 0 at 0, compresses counters and large gauges."""
+    return math.copysign(math.log1p(abs(value)), value)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Feature names and metric kinds for one ordered tuple of metric names."""
+
+    metrics: tuple[str, ...]
+    kinds: tuple[int, ...]
+    names: tuple[str, ...]
+    plan: tuple[tuple[int, str, int], ...]
+    """``(slot offset, metric name, kind)`` of every metric that is not ignored."""
+
+    @property
+    def width(self) -> int:
+        """Length of the feature vector, the anomaly score included (last)."""
+        return len(self.names)
+
+
+ANOMALY_FEATURE = "anomaly"
+
+
+def make_layout(metrics: Sequence[str], kind_of: Mapping[str, int]) -> Layout:
+    """Build the layout of ``metrics``; a metric not in ``kind_of`` is a gauge."""
+    kinds = tuple(kind_of.get(name, GAUGE) for name in metrics)
+    names = [
+        name + suffix
+        for name, kind in zip(metrics, kinds, strict=True)
+        for suffix in _SUFFIXES[kind]
+    ]
+    names.append(ANOMALY_FEATURE)
+    plan = tuple(
+        (i * SLOTS, name, kind)
+        for i, (name, kind) in enumerate(zip(metrics, kinds, strict=True))
+        if kind != IGNORED
+    )
+    return Layout(tuple(metrics), kinds, tuple(names), plan)
+
+
+def update(
+    vals: list[float],
+    layout: Layout,
+    metrics: Mapping[str, float],
+    t: float,
+    *,
+    ew_decay: float,
+    rise_decay: float,
+    rise_halflife_s: float,
+    baseline_readings: int,
+    out: list[float],
+) -> float:
+    """Fold one reading into ``vals`` and append its features to ``out``.
+
+    ``ew_decay`` and ``rise_decay`` are the decay factors for the time elapsed since
+    the device's previous reading (1.0 on its first). A metric missing from the
+    reading keeps its state and reports delta 0. Returns the mean capped squared
+    z-score of the device's non-level metrics against its own baseline, the input of
+    the anomaly score.
+    """
+    sq_sum = 0.0
+    n_z = 0
+    ew_alpha = 1.0 - ew_decay
+    log1p = math.log1p
+    append = out.append
+    for o, name, kind in layout.plan:
+        last, base, ewm, ewv, rose, changed, nobs = vals[o : o + SLOTS]
+        raw = metrics.get(name)
+        if raw is None:
+            x = last
+            delta = 0.0
+        else:
+            x = log1p(raw) if raw >= 0.0 else -log1p(-raw)
+            if nobs == 0.0:
+                base = ewm = x
+                ewv = rose = 0.0
+                changed = NEVER
+                delta = 0.0
+            else:
+                delta = x - last
+            nobs += 1.0
+            if nobs <= baseline_readings:
+                base += (x - base) / nobs
+        if kind == LEVEL:
+            append(x)
+            vals[o : o + SLOTS] = (x, base, ewm, ewv, rose, changed, nobs)
+            continue
+        sd = math.sqrt(ewv) if ewv > _Z_FLOOR_SQ else Z_FLOOR
+        z_base = (x - base) / sd
+        z2 = z_base * z_base
+        sq_sum += z2 if z2 < Z_CAP else Z_CAP
+        n_z += 1
+        if kind == COUNTER:
+            rose *= rise_decay
+            if delta != 0.0:
+                changed = t
+                if delta > 0.0:
+                    rose += 1.0
+            recent = 0.0 if changed == NEVER else 0.5 ** ((t - changed) / rise_halflife_s)
+            out.extend((x, delta, rose, x - base, recent))
+        else:
+            out.extend((x, delta, (x - ewm) / sd, ewm - base))
+        if raw is not None:
+            diff = x - ewm
+            incr = ew_alpha * diff
+            ewm += incr
+            ewv = ew_decay * (ewv + diff * incr)
+        vals[o : o + SLOTS] = (x, base, ewm, ewv, rose, changed, nobs)
+    return sq_sum / n_z if n_z else 0.0

@@ -1,0 +1,454 @@
+"""The scoring side of the engine: readings, failures and verdicts in; steps out."""
+
+from __future__ import annotations
+
+import heapq
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from pipeline.engine import features, labels
+from pipeline.engine._construct import construct, maker
+from pipeline.engine.anomaly import anomaly_score
+from pipeline.engine.config import FLEET_GROUP, EngineConfig
+from pipeline.engine.features import Layout, make_layout
+from pipeline.engine.fleet import FleetModel, ScoringModel
+from pipeline.engine.policy import CLEAR, RAISE, Policy, alert_id
+from pipeline.engine.state import DeviceState
+from schemas import (
+    Alert,
+    Factor,
+    FailureEvent,
+    Feedback,
+    Prediction,
+    Telemetry,
+    TrainingExample,
+)
+
+UNKNOWN_TYPE = "unknown"
+TYPE_PREFIX = "type="
+
+
+class Candidate(NamedTuple):
+    """A reading that may have raised an alert, kept to re-tune the threshold."""
+
+    risk: float
+    seq: int
+    group: str
+    names: tuple[str, ...]
+    vec: list[float]
+    extra: str | None
+
+
+class Candidates:
+    """The top risks of the current and the previous budget period, with their features.
+
+    Bounded at ``4 x`` the alerts a period allows (at least 20). When a new model is
+    installed the previous period's candidates are re-scored and the raise threshold
+    is set to the risk that would have let exactly the period's budget through.
+    """
+
+    def __init__(self) -> None:
+        self.current: list[Candidate] = []
+        self.previous: list[Candidate] = []
+        self.seq = 0
+
+    def offer(self, candidate: Candidate, size: int) -> None:
+        """Keep ``candidate`` if it is among the ``size`` highest risks of the period."""
+        if len(self.current) < size:
+            heapq.heappush(self.current, candidate)
+        elif candidate.risk > self.current[0].risk:
+            heapq.heapreplace(self.current, candidate)
+
+    def roll(self) -> None:
+        """A new period starts."""
+        self.previous, self.current = self.current, []
+
+
+class Step(NamedTuple):
+    """What one message did: the device's new state and everything to publish."""
+
+    state: DeviceState
+    predictions: list[Prediction]
+    alerts: list[Alert]
+    examples: list[TrainingExample]
+
+
+_factor = maker(Factor)
+_prediction = maker(Prediction)
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+class Scorer:
+    """Fleet-level scoring state held by every scoring worker.
+
+    It keeps the newest fleet model per group, the feature layouts (shared, looked up
+    by a device's metric names) and the alert budget of the devices this worker sees.
+    Devices' own state is passed in and returned: the caller stores it (a Faust table
+    in production, a dict in the backtest).
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.policy = Policy(config)
+        self._models: dict[str, ScoringModel] = {}
+        self._layouts: dict[tuple[str, ...], Layout] = {}
+        self._metric_sets: dict[tuple[str, ...], frozenset[str]] = {}
+        kind_of = dict.fromkeys(config.counter_metrics, features.COUNTER)
+        kind_of.update(dict.fromkeys(config.level_only_metrics, features.LEVEL))
+        kind_of.update(dict.fromkeys(config.ignored_metrics, features.IGNORED))
+        self._kind_of = kind_of
+        self._horizon_s = config.horizon.total_seconds()
+        self._provisional_s = (
+            config.provisional_after.total_seconds() if config.provisional_after else None
+        )
+        self._ew_halflife_s = config.ew_halflife.total_seconds()
+        self._rise_halflife_s = config.rise_halflife.total_seconds()
+        self._candidates = Candidates() if self.policy.budget is not None else None
+        self._type_features: dict[str, str] = {}
+        self._top_factors = config.top_factors
+        # Hot-path copies of the configuration (attribute lookups add up per reading).
+        self._rate = config.negative_rate
+        self._seed = config.seed
+        self._warmup = config.anomaly_warmup
+        self._baseline = config.baseline_readings
+        self._min_positives = config.min_positives
+        self._anomaly_weight = config.anomaly_weight
+        self._max_pending = config.max_pending
+        self._period: int | None = None
+
+    # -- models -----------------------------------------------------------------
+
+    def install(self, model: FleetModel) -> None:
+        """Use ``model`` for its group unless a newer version is already installed."""
+        current = self._models.get(model.group)
+        if current is None or model.version > current.snapshot.version:
+            self._models[model.group] = ScoringModel.compile(model)
+            self._retune()
+
+    def _rescore(self, candidate: Candidate) -> Candidate:
+        model = self._models.get(candidate.group)
+        if model is None or model.snapshot.positives_seen < self.config.min_positives:
+            return candidate
+        probability, _ = model.score(candidate.names, candidate.vec, candidate.extra)
+        weight = self.config.anomaly_weight
+        risk = 1.0 - (1.0 - probability) * (1.0 - weight * candidate.vec[-1])
+        return candidate._replace(risk=risk)
+
+    def _retune(self) -> None:
+        """Re-score the last period's candidates with the installed models; reset the threshold."""
+        budget = self.policy.budget
+        candidates = self._candidates
+        if budget is None or candidates is None or not candidates.previous:
+            return
+        rescored = sorted((self._rescore(c) for c in candidates.previous), reverse=True)
+        candidates.previous = rescored
+        heapq.heapify(candidates.previous)
+        needed = budget.per_period
+        if len(rescored) >= needed and rescored[needed - 1].risk > 0.0:
+            budget.set_threshold(rescored[needed - 1].risk)
+
+    def model_version(self, group: str) -> int:
+        """Version of the model installed for ``group`` (0: none yet)."""
+        current = self._models.get(group)
+        return current.snapshot.version if current is not None else 0
+
+    # -- devices ------------------------------------------------------------------
+
+    def group_of(self, device_type: str, tags: dict[str, str]) -> str:
+        """Model group of a device, from ``config.group_by``."""
+        group_by = self.config.group_by
+        if group_by == "device_type":
+            return device_type
+        if group_by == FLEET_GROUP:
+            return FLEET_GROUP
+        return tags.get(group_by, device_type)
+
+    def layout(self, metrics: tuple[str, ...]) -> Layout:
+        """The feature layout for a device's metric names (cached)."""
+        layout = self._layouts.get(metrics)
+        if layout is None:
+            layout = self._layouts[metrics] = make_layout(metrics, self._kind_of)
+            self._metric_sets[metrics] = frozenset(metrics)
+        return layout
+
+    # -- messages -----------------------------------------------------------------
+
+    def on_telemetry(self, state: DeviceState | None, reading: Telemetry) -> Step:
+        """Features, score, exactly one prediction, alert policy, matured labels."""
+        t = reading.ts.timestamp()
+        if state is None:
+            state = DeviceState(
+                reading.device_id,
+                reading.device_type,
+                self.group_of(reading.device_type, reading.tags),
+            )
+        elif state.n == 0 and state.device_type != reading.device_type:
+            state.device_type = reading.device_type
+            state.group = self.group_of(reading.device_type, reading.tags)
+        matured: list[labels.Labelled] = []
+        if state.pend_ts:
+            labels.age_out(
+                state,
+                t,
+                horizon_s=self._horizon_s,
+                provisional_s=self._provisional_s,
+                rate=self._rate,
+                seed=self._seed,
+                out=matured,
+            )
+        metrics = reading.metrics
+        known = self._metric_sets.get(state.metrics)
+        if known is None or not metrics.keys() <= known:
+            new = sorted(set(metrics) - set(state.metrics))
+            if new:
+                state.add_metrics(new)
+        layout = self._layouts.get(state.metrics) or self.layout(state.metrics)
+
+        n = state.n
+        if n:
+            dt = t - state.last_ts
+            dt = dt if dt > 0.0 else 0.0
+            ew_decay = 0.5 ** (dt / self._ew_halflife_s)
+            rise_decay = 0.5 ** (dt / self._rise_halflife_s)
+        else:
+            ew_decay = rise_decay = 1.0
+        vec: list[float] = []
+        mean_sq_z = features.update(
+            state.vals,
+            layout,
+            metrics,
+            t,
+            ew_decay=ew_decay,
+            rise_decay=rise_decay,
+            rise_halflife_s=self._rise_halflife_s,
+            baseline_readings=self._baseline,
+            out=vec,
+        )
+        anomaly = anomaly_score(mean_sq_z) if n >= self._warmup else 0.0
+        vec.append(anomaly)
+        state.n = n + 1
+        state.last_ts = t if t > state.last_ts else state.last_ts
+
+        type_feature = self._type_feature(state.device_type)
+        model = self._models.get(state.group)
+        if model is not None and model.snapshot.positives_seen >= self._min_positives:
+            probability, contributions = model.score(
+                layout.names, vec, type_feature, self._top_factors
+            )
+            version = model.snapshot.version
+        else:
+            probability, contributions, version = 0.0, [], 0
+        weight = self._anomaly_weight
+        risk = 1.0 - (1.0 - probability) * (1.0 - weight * anomaly) if weight else probability
+        if weight and anomaly:
+            contributions.append((weight * anomaly, features.ANOMALY_FEATURE, anomaly))
+        if contributions:
+            if weight and anomaly:
+                contributions.sort(reverse=True)
+            factors = [
+                _factor({"feature": name, "value": value, "contribution": c})
+                for c, name, value in contributions[: self._top_factors]
+                if c > 0.0
+            ]
+        else:
+            factors = []
+        prediction = _prediction(
+            {
+                "device_id": state.device_id,
+                "device_type": state.device_type,
+                "group": state.group,
+                "ts": reading.ts,
+                "failure_probability": probability,
+                "anomaly_score": anomaly,
+                "risk": risk,
+                "top_factors": factors,
+                "model_version": version,
+            },
+        )
+
+        eligible = state.alert_id is None and not state.alerted
+        alerts: list[Alert] = []
+        action, state.streak = self.policy.decide(
+            state.alert_ts if state.alert_id is not None else None,
+            state.streak,
+            risk,
+            t,
+            first=not state.alerted,
+        )
+        if action == RAISE:
+            state.alert_id = alert_id(state.device_id, t)
+            state.alert_ts = t
+            state.alerted = True
+            alerts.append(self._alert(state, prediction, "raise", self._raise_reason(prediction)))
+        elif action == CLEAR:
+            reason = (
+                "expired: no failure within the horizon"
+                if t - state.alert_ts > self._horizon_s
+                else "risk fell below the low mark"
+            )
+            alerts.append(self._alert(state, prediction, "clear", reason))
+            state.alert_id = None
+
+        candidates = self._candidates
+        budget = self.policy.budget
+        if candidates is not None and budget is not None:
+            if budget.period_index != self._period:
+                if self._period is not None:
+                    candidates.roll()
+                    self._retune()
+                self._period = budget.period_index
+            current = candidates.current
+            size = 4 * budget.per_period if budget.per_period > 5 else 20
+            if eligible and risk > 0.0 and (len(current) < size or risk > current[0].risk):
+                candidates.seq += 1
+                candidates.offer(
+                    Candidate(risk, candidates.seq, state.group, layout.names, vec, type_feature),
+                    size,
+                )
+        labels.push(state, t, vec, self._max_pending)
+        examples = self._examples(state, layout, matured) if matured else []
+        return Step(state, [prediction], alerts, examples)
+
+    def on_failure(self, state: DeviceState | None, event: FailureEvent) -> Step:
+        """Label the buffer (positives within the horizon), close the alert, reset."""
+        if state is None:
+            device_type = event.device_type or UNKNOWN_TYPE
+            state = DeviceState(event.device_id, device_type, self.group_of(device_type, {}))
+        t = event.ts.timestamp()
+        matured: list[labels.Labelled] = []
+        labels.on_failure(
+            state,
+            t,
+            horizon_s=self._horizon_s,
+            rate=self.config.negative_rate,
+            seed=self.config.seed,
+            out=matured,
+        )
+        examples = self._examples(state, self.layout(state.metrics), matured)
+        alerts = []
+        if state.alert_id is not None:
+            alerts.append(self._closing_alert(state, event.ts, "device failed"))
+        state.alert_id = None
+        state.streak = 0
+        state.reset_features()
+        return Step(state, [], alerts, examples)
+
+    def on_feedback(self, state: DeviceState | None, feedback: Feedback) -> Step:
+        """Apply a technician's verdict on an alert.
+
+        ``false_alarm`` on the open alert clears it and labels the buffered readings
+        negative; ``repaired`` clears it, labels them positive (the fault was real;
+        without this a successful prediction would erase its own training signal)
+        and resets the device's baseline; ``confirmed`` keeps the alert open. A verdict
+        on an alert that is no longer open changes nothing but a repair's reset.
+        """
+        if state is None:
+            state = DeviceState(feedback.device_id, UNKNOWN_TYPE, self.group_of(UNKNOWN_TYPE, {}))
+        matches = state.alert_id is not None and state.alert_id == feedback.alert_id
+        alerts: list[Alert] = []
+        matured: list[labels.Labelled] = []
+        if feedback.verdict == "false_alarm" and matches:
+            alerts.append(self._closing_alert(state, feedback.ts, "false alarm (feedback)"))
+            state.alert_id = None
+            state.streak = 0
+            labels.drain(state, False, matured)
+        elif feedback.verdict == "repaired":
+            if matches:
+                alerts.append(self._closing_alert(state, feedback.ts, "repaired (feedback)"))
+                state.alert_id = None
+                labels.drain(state, True, matured)
+            else:
+                labels.clear(state)
+            state.streak = 0
+            state.reset_features()
+        examples = self._examples(state, self.layout(state.metrics), matured) if matured else []
+        return Step(state, [], alerts, examples)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _type_feature(self, device_type: str) -> str | None:
+        if not self.config.type_feature:
+            return None
+        name = self._type_features.get(device_type)
+        if name is None:
+            name = self._type_features[device_type] = TYPE_PREFIX + device_type
+        return name
+
+    def _examples(
+        self, state: DeviceState, layout: Layout, matured: list[labels.Labelled]
+    ) -> list[TrainingExample]:
+        names = layout.names
+        type_feature = self._type_feature(state.device_type)
+        examples = []
+        for item in matured:
+            x = dict(zip(names, item.features, strict=False))
+            if type_feature is not None:
+                x[type_feature] = 1.0
+            examples.append(
+                construct(
+                    TrainingExample,
+                    {
+                        "group": state.group,
+                        "device_id": state.device_id,
+                        "ts": _utc(item.ts),
+                        "features": x,
+                        "label": item.label,
+                        "weight": item.weight,
+                        "source": item.source,
+                    },
+                )
+            )
+        return examples
+
+    def _raise_reason(self, prediction: Prediction) -> str:
+        top = ", ".join(f.feature for f in prediction.top_factors) or "risk"
+        return f"risk {prediction.risk:.4f} >= threshold {self.policy.threshold():.4f} ({top})"
+
+    def _alert(self, state: DeviceState, prediction: Prediction, action: str, reason: str) -> Alert:
+        assert state.alert_id is not None
+        return construct(
+            Alert,
+            {
+                "schema_version": 1,
+                "alert_id": state.alert_id,
+                "action": action,
+                "device_id": state.device_id,
+                "device_type": state.device_type,
+                "group": state.group,
+                "ts": prediction.ts,
+                "raised_at": _utc(state.alert_ts),
+                "severity": self.policy.severity(prediction.risk),
+                "risk": prediction.risk,
+                "failure_probability": prediction.failure_probability,
+                "anomaly_score": prediction.anomaly_score,
+                "top_factors": prediction.top_factors,
+                "model_version": prediction.model_version,
+                "reason": reason,
+            },
+        )
+
+    def _closing_alert(self, state: DeviceState, ts: datetime, reason: str) -> Alert:
+        assert state.alert_id is not None
+        return construct(
+            Alert,
+            {
+                "schema_version": 1,
+                "alert_id": state.alert_id,
+                "action": "clear",
+                "device_id": state.device_id,
+                "device_type": state.device_type,
+                "group": state.group,
+                "ts": ts,
+                "raised_at": _utc(state.alert_ts),
+                "severity": "warning",
+                "risk": 0.0,
+                "failure_probability": 0.0,
+                "anomaly_score": 0.0,
+                "top_factors": [],
+                "model_version": self.model_version(state.group),
+                "reason": reason,
+            },
+        )

@@ -1,0 +1,107 @@
+"""Per-device state: features, the label buffer and the alert, in compact containers."""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+from pipeline.engine.features import SLOTS
+
+
+class DeviceState:
+    """Everything the engine remembers about one device; small, flat and picklable.
+
+    Buffered features live in ``array`` objects (4 bytes per value) and the
+    feature state in one flat list rather than dicts keyed by name, and pickling goes
+    through a plain tuple, so a Backblaze drive pickles to about 2 KB (measured in
+    ``docs/benchmarks.md``).
+    The state holds no reference to any shared object: the scorer's layouts and models
+    are looked up by value (``metrics``, ``group``).
+    """
+
+    __slots__ = (
+        "alert_id",
+        "alert_ts",
+        "alerted",
+        "device_id",
+        "device_type",
+        "dropped",
+        "group",
+        "last_ts",
+        "metrics",
+        "n",
+        "pend_flag",
+        "pend_ts",
+        "pend_vec",
+        "pend_width",
+        "streak",
+        "vals",
+    )
+
+    def __init__(self, device_id: str, device_type: str, group: str) -> None:
+        self.device_id = device_id
+        self.device_type = device_type
+        self.group = group
+        self.n = 0
+        """Readings seen since the state was created or last reset."""
+        self.last_ts = 0.0
+        """POSIX time of the latest reading."""
+        self.metrics: tuple[str, ...] = ()
+        """Metric names in slot order (append-only)."""
+        self.vals: list[float] = []
+        """``SLOTS`` floats per metric, see :mod:`pipeline.engine.features` (a list:
+        slices of it are read and written once per metric and reading)."""
+        self.pend_ts: array[float] = array("d")
+        """Times of the readings awaiting their label, oldest first."""
+        self.pend_width: array[int] = array("H")
+        """Feature count of each buffered vector (layouts only grow)."""
+        self.pend_flag: array[int] = array("B")
+        """1 once the reading has been emitted as a provisional negative."""
+        self.pend_vec: array[float] = array("f")
+        """Buffered feature vectors, concatenated, as 32-bit floats."""
+        self.dropped = 0
+        """Readings pushed out of a full buffer before their label was known."""
+        self.alert_id: str | None = None
+        """Id of the open alert, if any."""
+        self.alert_ts = 0.0
+        """POSIX time of the reading that raised the open alert."""
+        self.streak = 0
+        """Consecutive readings at or above the raise threshold."""
+        self.alerted = False
+        """Whether the device has ever raised an alert (then re-alerts cost no budget)."""
+
+    def add_metrics(self, names: list[str]) -> None:
+        """Append new metrics (their slots start empty: ``NOBS`` = 0)."""
+        self.metrics = (*self.metrics, *names)
+        self.vals.extend([0.0] * (SLOTS * len(names)))
+
+    def reset_features(self) -> None:
+        """Forget the device's baseline and watch-list mark (after a repair or failure)."""
+        self.vals = [0.0] * len(self.vals)
+        self.n = 0
+        self.alerted = False
+
+    @property
+    def pending(self) -> int:
+        """Number of readings awaiting their label."""
+        return len(self.pend_ts)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DeviceState):
+            return NotImplemented
+        return self.__getstate__() == other.__getstate__()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"DeviceState(device_id={self.device_id!r}, group={self.group!r}, n={self.n}, "
+            f"pending={self.pending}, alert_id={self.alert_id!r})"
+        )

@@ -1,0 +1,165 @@
+"""The backtest driver and ``forewarn backtest`` on a slice of the real Backblaze file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.backtest import PRESETS, build_report, run_backtest, strip_timing
+from pipeline.cli import main
+from pipeline.cli.backtest_cmd import _limited, parse_duration
+from pipeline.datasets import open_dataset
+from pipeline.engine import EngineConfig
+from pipeline.errors import ConfigError
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+BACKBLAZE = DATA / "backblaze" / "backblaze-2013-04-10_2013-05-19.csv.gz"
+needs_data = pytest.mark.skipif(not BACKBLAZE.exists(), reason="shared data not present")
+SLICE = 45_000  # two days of readings, with the first failures
+
+
+def _slice_report(seed: int = 0) -> dict[str, object]:
+    dataset = open_dataset("backblaze", BACKBLAZE)
+    config = EngineConfig(**PRESETS["backblaze"], seed=seed, publish_every=100)
+    result = run_backtest(
+        _limited(dataset.events(), SLICE), config, rule_counters=config.counter_metrics
+    )
+    return build_report(
+        result, dataset="slice", fmt="backblaze", time_unit="days", time_unit_seconds=86400.0
+    )
+
+
+@needs_data
+def test_slice_report_has_every_field_and_is_deterministic() -> None:
+    first = _slice_report()
+    for key in (
+        "readings",
+        "devices",
+        "failures",
+        "time_unit",
+        "readings_per_second",
+        "peak_rss_mb",
+        "state_bytes_per_device",
+        "config",
+        "seed",
+    ):
+        assert key in first
+    for variant, keys in (
+        ("model", ("fdr", "far", "median_lead", "roc_auc", "alerts")),
+        ("baseline", ("fdr", "far", "median_lead")),
+        ("anomaly_only", ("fdr", "far")),
+    ):
+        assert all(key in first[variant] for key in keys)  # type: ignore[operator]
+    assert first["readings"] == SLICE
+    assert first["state_bytes_per_device"]["max"] <= 4096  # type: ignore[index]
+    second = _slice_report()
+    assert json.dumps(strip_timing(first), sort_keys=True) == json.dumps(
+        strip_timing(second), sort_keys=True
+    )
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("14d", 86400.0).days == 14
+    assert parse_duration("36h", 86400.0).total_seconds() == 36 * 3600
+    assert parse_duration("30", 86400.0).days == 30
+    assert parse_duration("30cycles", 60.0).total_seconds() == 1800
+    for bad in ("", "abc", "14x", "0d", "-3d"):
+        with pytest.raises(ConfigError):
+            parse_duration(bad, 86400.0)
+
+
+def _run_cli(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["forewarn", "backtest", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def _one_line_error(code: int, err: str) -> str:
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("forewarn: error:")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_cli_bad_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run_cli(["backblaze", str(tmp_path / "missing.csv")], monkeypatch, capsys)
+    assert "missing.csv" in _one_line_error(code, err)
+
+
+def test_cli_unknown_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run_cli(["parquet", str(tmp_path)], monkeypatch, capsys)
+    assert "parquet" in _one_line_error(code, err)
+
+
+def _tiny_backblaze(path: Path, bad_row: str | None = None) -> Path:
+    rows = [
+        "date,serial_number,model,capacity_bytes,failure,smart_1_raw,smart_5_raw,"
+        "smart_9_raw,smart_194_raw,smart_197_raw",
+        "2013-04-10,S1,M1,100,0,0,0,10,30,0",
+        "2013-04-10,S2,M1,100,0,0,0,10,30,0",
+        "2013-04-11,S1,M1,100,0,0,1,34,30,0",
+        "2013-04-11,S2,M1,100,1,0,5,34,31,2",
+    ]
+    if bad_row is not None:
+        rows.append(bad_row)
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(rows) + "\n")
+    return path
+
+
+def test_cli_malformed_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _tiny_backblaze(tmp_path / "bad.csv.gz", "2013-04-12,S1,M1,100,0,0,abc,58,30,0")
+    code, _, err = _run_cli(
+        ["backblaze", str(data), "--report-dir", str(tmp_path / "r")], monkeypatch, capsys
+    )
+    _one_line_error(code, err)
+
+
+def test_cli_bad_horizon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _tiny_backblaze(tmp_path / "ok.csv.gz")
+    code, _, err = _run_cli(["backblaze", str(data), "--horizon", "soon"], monkeypatch, capsys)
+    assert "--horizon" in _one_line_error(code, err)
+
+
+def test_cli_bad_fleet_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _tiny_backblaze(tmp_path / "ok.csv.gz")
+    code, _, err = _run_cli(["backblaze", str(data), "--fleet-model", "gpt"], monkeypatch, capsys)
+    assert "gpt" in _one_line_error(code, err)
+
+
+def test_cli_writes_report_and_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _tiny_backblaze(tmp_path / "ok.csv.gz")
+    out = tmp_path / "report"
+    code, stdout, _ = _run_cli(
+        ["backblaze", str(data), "--report-dir", str(out), "--seed", "3"], monkeypatch, capsys
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["readings"] == 4
+    assert report["failures"] == 1
+    assert report["seed"] == 3
+    assert report["baseline"]["fdr"] == 1.0  # S2's counters rose on its last day
+    assert (out / "backtest.png").stat().st_size > 0
+    assert "baseline" in stdout

@@ -1,0 +1,113 @@
+"""Fleet models: the compiled scorer equals River, the registry, the clipped scaler."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.engine import FLEET_MODELS, EngineConfig, Trainer
+from pipeline.engine.fleet import ClippedScaler, ScoringModel, squash
+from pipeline.errors import ConfigError
+
+NAMES = ("a", "a.delta", "b", "anomaly")
+
+
+def _examples(n: int, seed: int = 0) -> list[tuple[dict[str, float], bool]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        label = rng.random() < 0.2
+        x = {
+            "a": rng.expovariate(1.0) * (5.0 if label else 1.0),
+            "a.delta": 0.0 if rng.random() < 0.9 else rng.expovariate(0.1),
+            "b": rng.gauss(1.0 if label else 0.0, 1.0),
+            "anomaly": rng.random(),
+            f"type=m{rng.randint(0, 2)}": 1.0,
+        }
+        out.append((x, label))
+    return out
+
+
+@pytest.mark.parametrize("name", ["logreg", "logreg-sgd", "logreg-unclipped", "pa", "alma"])
+def test_compiled_linear_score_equals_river(name: str) -> None:
+    trainer = Trainer(EngineConfig(fleet_model=name), "g")
+    for x, y in _examples(800):
+        trainer.learn_one(x, y)
+    model = ScoringModel.compile(trainer.model())
+    assert model.weights is not None  # the fast path
+    for x, _ in _examples(200, seed=1):
+        extra = next(k for k in x if k.startswith("type="))
+        p, contributions = model.score(NAMES, [x[k] for k in NAMES], extra, top=3)
+        expected = model.snapshot.pipeline.predict_proba_one(x)[True]
+        assert math.isclose(p, expected, rel_tol=1e-9, abs_tol=1e-12)
+        assert len(contributions) <= 3
+        assert contributions == sorted(contributions, reverse=True)
+        # Without the one-hot, every feature's contribution plus the intercept is the logit.
+        q, every = model.score(NAMES, [x[k] for k in NAMES], None, top=len(NAMES))
+        if 1e-12 < q < 1 - 1e-12:
+            total = sum(c for c, _, _ in every) + model.intercept
+            assert math.isclose(total, math.log(q / (1 - q)), abs_tol=1e-6)
+
+
+def test_generic_pipeline_scores_and_explains() -> None:
+    trainer = Trainer(EngineConfig(fleet_model="bagged-logreg"), "g")
+    for x, y in _examples(300):
+        trainer.learn_one(x, y)
+    model = ScoringModel.compile(trainer.model())
+    assert model.weights is None
+    p, contributions = model.score(NAMES, [1.0, 0.0, 2.0, 0.5], "type=m1", top=10)
+    assert 0.0 <= p <= 1.0
+    assert {name for _, name, _ in contributions} == {*NAMES, "type=m1"}
+    assert contributions == sorted(contributions, reverse=True)
+
+
+def test_registry_and_unknown_name() -> None:
+    assert "logreg" in FLEET_MODELS
+    assert EngineConfig().fleet_model == "logreg"
+    with pytest.raises(ConfigError):
+        EngineConfig(fleet_model="nope")
+
+
+def test_versions_are_monotonic_and_due_counts_examples() -> None:
+    trainer = Trainer(EngineConfig(publish_every=10), "g")
+    assert not trainer.due()
+    for x, y in _examples(10):
+        trainer.learn_one(x, y)
+    assert trainer.due()
+    versions = [trainer.model().version for _ in range(3)]
+    assert versions == [1, 2, 3]
+    assert not trainer.due()
+
+
+def test_snapshot_is_a_copy() -> None:
+    trainer = Trainer(EngineConfig(), "g")
+    for x, y in _examples(100):
+        trainer.learn_one(x, y)
+    snapshot = trainer.model()
+    before = pickle.dumps(snapshot)
+    for x, y in _examples(100, seed=2):
+        trainer.learn_one(x, y)
+    trainer.model()
+    assert pickle.dumps(snapshot) == before
+
+
+def test_clipped_scaler_passes_one_hots_and_bounds_growth() -> None:
+    scaler = ClippedScaler(3.0)
+    for i in range(100):
+        scaler.learn_one({"x": float(i % 2), "type=a": 1.0})  # type: ignore[no-untyped-call]
+    out = scaler.transform_one({"x": 1000.0, "type=a": 1.0})
+    assert out["type=a"] == 1.0
+    assert 3.0 < out["x"] < 12.0
+
+
+@given(st.floats(-1e9, 1e9), st.floats(-1e9, 1e9))
+def test_squash_is_monotone_and_identity_inside(a: float, b: float) -> None:
+    if a <= b:
+        assert squash(a, 3.0) <= squash(b, 3.0)
+    if abs(a) <= 3.0:
+        assert squash(a, 3.0) == a

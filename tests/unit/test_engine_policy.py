@@ -1,0 +1,73 @@
+"""Alert policy: hysteresis, expiry, budget, ids and severity."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pipeline.engine import EngineConfig, alert_id
+from pipeline.engine.policy import CLEAR, RAISE, AlertBudget, Policy
+
+DAY = 86400.0
+
+
+def _run(policy: Policy, risks: list[float], step: float = DAY) -> list[int]:
+    raised_at: float | None = None
+    streak = 0
+    actions = []
+    for i, risk in enumerate(risks):
+        t = i * step
+        action, streak = policy.decide(raised_at, streak, risk, t)
+        if action == RAISE:
+            raised_at = t
+        elif action == CLEAR:
+            raised_at = None
+        actions.append(action)
+    return actions
+
+
+def test_raise_needs_k_readings_and_clears_below_low_mark() -> None:
+    policy = Policy(EngineConfig(alert_budget=None, high_mark=0.5, alert_k=2, low_mark_ratio=0.5))
+    # odds(0.5) = 1 -> clear below odds 0.5, i.e. risk < 1/3
+    actions = _run(policy, [0.6, 0.1, 0.6, 0.7, 0.9, 0.4, 0.34, 0.3, 0.6, 0.6])
+    assert actions == [0, 0, 0, RAISE, 0, 0, 0, CLEAR, 0, RAISE]
+
+
+def test_one_open_alert_and_expiry_after_horizon() -> None:
+    policy = Policy(EngineConfig(alert_budget=None, high_mark=0.5, horizon=timedelta(days=3)))
+    actions = _run(policy, [0.9] * 8)
+    assert actions == [RAISE, 0, 0, 0, CLEAR, RAISE, 0, 0]
+
+
+def test_budget_caps_new_alerts() -> None:
+    config = EngineConfig(alert_budget=10.0, high_mark=0.0, budget_burst=1.0)  # 1 per 100 readings
+    policy = Policy(config)
+    raised = 0
+    for i in range(10_000):
+        action, _ = policy.decide(None, 0, 0.9, i * (DAY / 1000))
+        raised += action == RAISE
+    assert 95 <= raised <= 101
+
+
+def test_budget_threshold_tracks_the_top_risks_of_the_last_period() -> None:
+    config = EngineConfig(alert_budget=10.0, threshold_smoothing=1.0)
+    budget = AlertBudget(config)
+    for day in range(3):
+        for i in range(1000):
+            budget.tick(day * DAY + i)
+            budget.offer(i / 1000.0)
+    budget.tick(3 * DAY)
+    # 10 alerts per 1000 readings: the 10th highest risk of the last day
+    assert abs(budget.threshold() - 0.990) < 1e-9
+
+
+def test_alert_ids_are_deterministic() -> None:
+    assert alert_id("d1", 10.0) == alert_id("d1", 10.0)
+    assert alert_id("d1", 10.0) != alert_id("d1", 11.0)
+    assert alert_id("d1", 10.0) != alert_id("d2", 10.0)
+    assert len(alert_id("d1", 10.0)) == 20
+
+
+def test_severity_by_odds_ratio() -> None:
+    policy = Policy(EngineConfig(alert_budget=None, high_mark=0.2, critical_ratio=4.0))
+    assert policy.severity(0.25) == "warning"
+    assert policy.severity(0.5) == "critical"  # odds 1 >= 4 * 0.25
