@@ -8,6 +8,7 @@ this step free of I/O makes it testable without Kafka and identical to the backt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pipeline import topics
 from pipeline.engine import DeviceState, Scorer, Step
@@ -22,10 +23,17 @@ class DeviceRecord:
 
     The offsets make replays after a crash idempotent: a message at or below the
     recorded offset of its topic has already changed this state and is skipped.
+
+    Kafka orders messages within a topic only, so a failure can overtake the last
+    readings before it when the worker lags on ``telemetry``. A failure dated after
+    the device's newest reading waits in ``deferred_failure`` and is applied right
+    after the first reading at or past its time, as the backtest applies it.
     """
 
     state: DeviceState | None = None
     offsets: dict[str, int] = field(default_factory=dict)
+    last_reading: datetime | None = None
+    deferred_failure: FailureEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,21 +91,35 @@ class Processor:
         if source.offset is not None and record.offsets.get(source.topic, -1) >= source.offset:
             outcome.duplicate = True
             return outcome
-        step: Step
-        if isinstance(message, FailureEvent):
-            step = self.scorer.on_failure(record.state, message)
-            outcome.failures.append(message)
-        elif isinstance(message, Feedback):
-            step = self.scorer.on_feedback(record.state, message)
-        else:
-            step = self.scorer.on_telemetry(record.state, message)
         offsets = dict(record.offsets)
         if source.offset is not None:
             offsets[source.topic] = source.offset
-        outcome.record = DeviceRecord(state=step.state, offsets=offsets)
-        outcome.predictions = step.predictions
-        outcome.alerts = step.alerts
-        outcome.examples = step.examples
+        last_reading, deferred = record.last_reading, record.deferred_failure
+        state = record.state
+        steps: list[Step] = []
+        if isinstance(message, FailureEvent):
+            if last_reading is None or message.ts > last_reading:
+                deferred = message
+            else:
+                steps.append(self.scorer.on_failure(state, message))
+                outcome.failures.append(message)
+        elif isinstance(message, Feedback):
+            steps.append(self.scorer.on_feedback(state, message))
+        else:
+            steps.append(self.scorer.on_telemetry(state, message))
+            last_reading = message.ts if last_reading is None else max(last_reading, message.ts)
+            if deferred is not None and deferred.ts <= last_reading:
+                steps.append(self.scorer.on_failure(steps[-1].state, deferred))
+                outcome.failures.append(deferred)
+                deferred = None
+        for step in steps:
+            state = step.state
+            outcome.predictions += step.predictions
+            outcome.alerts += step.alerts
+            outcome.examples += step.examples
+        outcome.record = DeviceRecord(
+            state=state, offsets=offsets, last_reading=last_reading, deferred_failure=deferred
+        )
         return outcome
 
 
