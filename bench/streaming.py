@@ -63,7 +63,7 @@ def throughput(limit: int | None) -> dict[str, float]:
 
 def latency(rate: float, seconds: float) -> dict[str, float]:
     """Produce synthetic readings at ``rate``/s; time until each one's point is readable."""
-    base = datetime(2030, 1, 1, tzinfo=UTC)
+    base = datetime(2001, 1, 1, tzinfo=UTC)  # Flux ranges stop at now(): stay in the past
     total = int(rate * seconds)
     events = [
         Telemetry(
@@ -100,7 +100,7 @@ def latency(rate: float, seconds: float) -> dict[str, float]:
             while len(seen) < total and time.monotonic() < give_up:
                 query = (
                     f"from(bucket: {flux_string(deployment.settings.influx_bucket)})"
-                    f" |> range(start: {cursor:%Y-%m-%dT%H:%M:%SZ}, stop: 2031-01-01T00:00:00Z)"
+                    f" |> range(start: {cursor:%Y-%m-%dT%H:%M:%SZ}, stop: 2002-01-01T00:00:00Z)"
                     ' |> filter(fn: (r) => r._measurement == "prediction" and r._field == "risk")'
                     ' |> keep(columns: ["_time"])'
                 )

@@ -259,7 +259,7 @@ def run_demo(
                         f"only {stored:,} of {stats.readings:,} predictions stored after "
                         f"{wait_timeout_s:.0f} s; see {log_path}"
                     )
-                time.sleep(1.0)  # polling InfluxDB for a condition, bounded by the deadline
+                time.sleep(3.0)  # polling InfluxDB (a full Flux count), bounded by the deadline
         processing_seconds = time.monotonic() - replay_started
         summary.predictions_in_influxdb = stored
         summary.readings_per_second = round(stats.readings / processing_seconds, 1)

@@ -163,7 +163,7 @@ def demo(
     with Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),
-        TextColumn("{task.completed:>9,.0f} / {task.total:,.0f}"),
+        TextColumn("{task.completed:>9,.0f}"),
         TimeElapsedColumn(),
     ) as progress:
         sent = progress.add_task("replaying into Kafka", total=None)
