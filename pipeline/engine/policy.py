@@ -99,7 +99,9 @@ class AlertBudget:
         Returns the raise threshold in force for this reading.
         """
         index = int(t // self.period)
-        if index != self.period_index:
+        # Periods only move forward: a worker reading several partitions sees days
+        # interleave, and a late reading counts toward the current period.
+        if self.period_index is None or index > self.period_index:
             if self.period_index is not None:
                 self._roll()
             self.period_index = index

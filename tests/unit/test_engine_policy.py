@@ -71,3 +71,26 @@ def test_severity_by_odds_ratio() -> None:
     policy = Policy(EngineConfig(alert_budget=None, high_mark=0.2, critical_ratio=4.0))
     assert policy.severity(0.25) == "warning"
     assert policy.severity(0.5) == "critical"  # odds 1 >= 4 * 0.25
+
+
+def test_budget_periods_only_move_forward_when_partitions_interleave() -> None:
+    config = EngineConfig(alert_budget=10.0, threshold_smoothing=1.0)
+    ordered, interleaved = AlertBudget(config), AlertBudget(config)
+    for day in range(3):
+        for i in range(1000):
+            ordered.tick(day * DAY + i)
+            ordered.offer(i / 1000.0)
+    # Another partition lags one day behind: its readings arrive mixed with today's.
+    for day in range(3):
+        for i in range(1000):
+            interleaved.tick(day * DAY + i)
+            interleaved.offer(i / 1000.0)
+            if day and i % 10 == 0:
+                interleaved.tick((day - 1) * DAY + i)
+    assert interleaved.period_index == ordered.period_index == 2
+    ordered.tick(3 * DAY)
+    interleaved.tick(3 * DAY)
+    # Day 2 counted its own 1,000 readings plus the 100 late ones from day 1.
+    assert interleaved.prev_readings == 1100
+    assert ordered.prev_readings == 1000
+    assert abs(interleaved.threshold() - ordered.threshold()) < 0.02
