@@ -14,7 +14,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.backtest import PRESETS, build_report, run_backtest
+from pipeline.backtest import PRESETS, dataset_report, run_backtest
 from pipeline.datasets import open_dataset
 from pipeline.engine import EngineConfig
 
@@ -46,13 +46,7 @@ def main() -> None:
             rule_counters=config.counter_metrics,
             ground_truth=dataset.ground_truth_failures,
         )
-        report = build_report(
-            result,
-            dataset=dataset.name,
-            fmt=dataset.format,
-            time_unit=dataset.time_unit,
-            time_unit_seconds=dataset.time_unit_seconds,
-        )
+        report = dataset_report(result, dataset)
         m = report["model"]
         row = (
             m["fdr"] or 0.0,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.backtest.driver import BacktestResult
+from pipeline.datasets import Dataset
 from pipeline.engine import EngineConfig
 
 TIMING_FIELDS = ("seconds", "readings_per_second", "cpu_seconds", "peak_rss_mb")
@@ -70,6 +71,17 @@ def _cmapss(result: BacktestResult, unit: float) -> dict[str, Any]:
             "engines_never_flagged": figures["failed"] - len(leads),
         }
     return out
+
+
+def dataset_report(result: BacktestResult, dataset: Dataset) -> dict[str, Any]:
+    """:func:`build_report` for a run over ``dataset``, named and timed by the dataset."""
+    return build_report(
+        result,
+        dataset=dataset.name,
+        fmt=dataset.format,
+        time_unit=dataset.time_unit,
+        time_unit_seconds=dataset.time_unit_seconds,
+    )
 
 
 def build_report(

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.backtest import PRESETS, build_report, run_backtest, summary, write_report
+from pipeline.backtest import PRESETS, dataset_report, run_backtest, summary, write_report
 from pipeline.backtest.plots import write_plot
 from pipeline.cli import app
 from pipeline.datasets import FORMATS, Event, open_dataset
@@ -186,13 +186,7 @@ def backtest(
             progress=lambda n: progress.update(task, completed=n),
             keep_series=lambda _device: plot,
         )
-    report = build_report(
-        result,
-        dataset=dataset.name,
-        fmt=dataset.format,
-        time_unit=dataset.time_unit,
-        time_unit_seconds=dataset.time_unit_seconds,
-    )
+    report = dataset_report(result, dataset)
     out_dir = report_dir or Path("reports") / dataset.name
     out_dir.mkdir(parents=True, exist_ok=True)
     write_report(report, out_dir / "report.json")
