@@ -93,15 +93,22 @@ def replay_cmd(
 
 
 def format_alert(alert: Alert) -> str:
-    """One readable line per alert."""
-    why = (
-        ", ".join(f"{factor.feature}={factor.value:g}" for factor in alert.top_factors[:3])
-        or alert.reason
+    """One readable line per alert: who, how risky against what threshold, and why.
+
+    Raised alerts list their explanations (plain metric names, raw values, recent
+    change, peers); cleared alerts say why they cleared. Alerts of schema version 1
+    have no explanations and fall back to their factors' feature names.
+    """
+    stamp = f"{alert.ts:%Y-%m-%d %H:%M}"
+    who = f"{alert.device_id} ({alert.device_type})"
+    if alert.action == "clear":
+        return f"{stamp} clear {'':<8} {who} · {alert.reason} [{alert.alert_id}]"
+    against = f" (threshold {alert.threshold:.3g})" if alert.threshold is not None else ""
+    why = "; ".join(e.text for e in alert.explanations[:4]) or (
+        ", ".join(f.label or f.feature for f in alert.top_factors[:3]) or alert.reason
     )
-    action = "RAISE" if alert.action == "raise" else "clear"
     return (
-        f"{alert.ts:%Y-%m-%d %H:%M} {action} {alert.severity:<8} {alert.device_id} "
-        f"({alert.device_type}) risk {alert.risk:.2f} · {why} · {alert.reason} "
+        f"{stamp} RAISE {alert.severity:<8} {who} risk {alert.risk:.3g}{against} · {why} "
         f"[{alert.alert_id}]"
     )
 
