@@ -25,12 +25,14 @@ class EngineConfig:
     group_by: str = "device_type"
     """Model group of a device: ``"device_type"``, ``"fleet"`` (one group) or a tag name."""
 
-    fleet_model: str = "logreg"
+    fleet_model: str = "expert-logreg"
     """Name of the fleet pipeline in :data:`pipeline.engine.fleet.FLEET_MODELS`."""
 
     counter_metrics: tuple[str, ...] = ()
     """Error counters (e.g. reallocated sectors): features in log space, rises, growth
-    since first seen, recency of the last change. They also drive the rule baseline."""
+    since first seen, recency of the last change; the expert score reads them. Metrics
+    not named in any of the three lists get their kind from the data
+    (:mod:`pipeline.engine.kinds`), so these lists are overrides, not required."""
 
     level_only_metrics: tuple[str, ...] = ()
     """Metrics used only as their current level: clocks and static values whose drift
@@ -38,6 +40,9 @@ class EngineConfig:
 
     ignored_metrics: tuple[str, ...] = ()
     """Metrics never used (labels in disguise, identifiers, pure fleet-mix values)."""
+
+    kind_evidence: int = 1000
+    """Pairs of consecutive readings of a metric seen fleet-wide before its kind is decided."""
 
     type_feature: bool = True
     """Add a one-hot ``type=<device_type>`` feature (a per-type intercept)."""
@@ -118,6 +123,7 @@ class EngineConfig:
             (self.horizon > timedelta(0), "horizon must be positive"),
             (0.0 < self.negative_rate <= 1.0, "negative_rate must be in (0, 1]"),
             (self.max_pending >= 1, "max_pending must be at least 1"),
+            (self.kind_evidence >= 1, "kind_evidence must be at least 1"),
             (self.publish_every >= 1, "publish_every must be at least 1"),
             (self.alert_k >= 1, "alert_k must be at least 1"),
             (0.0 <= self.high_mark < 1.0, "high_mark must be in [0, 1)"),
