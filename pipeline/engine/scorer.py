@@ -432,8 +432,11 @@ class Scorer:
         names = layout.names
         type_feature = self._type_feature(state.device_type)
         examples = []
+        width = len(names)
         for item in matured:
-            x = dict(zip(names, item.features, strict=False))
+            if len(item.features) != width:
+                continue  # buffered before a metric's kind was decided: other names
+            x = dict(zip(names, item.features, strict=True))
             if type_feature is not None:
                 x[type_feature] = 1.0
             examples.append(
