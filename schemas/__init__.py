@@ -16,7 +16,14 @@ from schemas.outputs import (
     Severity,
     TrainingExample,
 )
-from schemas.telemetry import FailureEvent, Feedback, Telemetry, Verdict
+from schemas.telemetry import (
+    FailureEvent,
+    Feedback,
+    MaintenanceEvent,
+    MaintenanceKind,
+    Telemetry,
+    Verdict,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -26,6 +33,8 @@ __all__ = [
     "FailureEvent",
     "Feedback",
     "LabelSource",
+    "MaintenanceEvent",
+    "MaintenanceKind",
     "ModelSnapshot",
     "Prediction",
     "Rejected",
@@ -45,6 +54,7 @@ def message_models() -> dict[str, type[BaseModel]]:
             Telemetry,
             FailureEvent,
             Feedback,
+            MaintenanceEvent,
             Prediction,
             Alert,
             TrainingExample,

@@ -19,6 +19,7 @@ from schemas import (
     Factor,
     FailureEvent,
     Feedback,
+    MaintenanceEvent,
     Prediction,
     Telemetry,
     TrainingExample,
@@ -117,6 +118,7 @@ class Scorer:
         self._min_positives = config.min_positives
         self._anomaly_weight = config.anomaly_weight
         self._max_pending = config.max_pending
+        self._slot_s = config.slot_seconds
         self._period: int | None = None
 
     # -- models -----------------------------------------------------------------
@@ -207,6 +209,7 @@ class Scorer:
                 state.add_metrics(new)
         layout = self._layouts.get(state.metrics) or self.layout(state.metrics)
 
+        since = t - state.last_ts if state.last_ts else 0.0
         n = state.n
         if n:
             dt = t - state.last_ts
@@ -277,6 +280,7 @@ class Scorer:
             risk,
             t,
             first=not state.alerted,
+            dt=since,
         )
         if action == RAISE:
             state.alert_id = alert_id(state.device_id, t)
@@ -308,7 +312,7 @@ class Scorer:
                     Candidate(risk, candidates.seq, state.group, layout.names, vec, type_feature),
                     size,
                 )
-        labels.push(state, t, vec, self._max_pending)
+        labels.push(state, t, vec, self._max_pending, slot_s=self._slot_s, seed=self._seed)
         examples = self._examples(state, layout, matured) if matured else []
         return Step(state, [prediction], alerts, examples)
 
@@ -355,17 +359,35 @@ class Scorer:
             state.alert_id = None
             state.streak = 0
             labels.drain(state, False, matured)
-        elif feedback.verdict == "repaired":
+        elif feedback.verdict in ("repaired", "replaced"):
             if matches:
-                alerts.append(self._closing_alert(state, feedback.ts, "repaired (feedback)"))
+                reason = f"{feedback.verdict} (feedback)"
+                alerts.append(self._closing_alert(state, feedback.ts, reason))
                 state.alert_id = None
                 labels.drain(state, True, matured)
             else:
                 labels.clear(state)
-            state.streak = 0
             state.reset_features()
         examples = self._examples(state, self.layout(state.metrics), matured) if matured else []
         return Step(state, [], alerts, examples)
+
+    def on_maintenance(self, state: DeviceState | None, event: MaintenanceEvent) -> Step:
+        """A repair or replacement from the maintenance log: a new life of the device.
+
+        The open alert closes (``reason``: the kind), buffered readings are dropped
+        without a label (nothing says whether they led to a fault), and the baseline and
+        watch-list mark are reset. No example is emitted.
+        """
+        if state is None:
+            device_type = event.device_type or UNKNOWN_TYPE
+            state = DeviceState(event.device_id, device_type, self.group_of(device_type, {}))
+        alerts: list[Alert] = []
+        if state.alert_id is not None:
+            alerts.append(self._closing_alert(state, event.ts, f"{event.kind} (maintenance)"))
+            state.alert_id = None
+        labels.clear(state)
+        state.reset_features()
+        return Step(state, [], alerts, [])
 
     # -- helpers ------------------------------------------------------------------
 
