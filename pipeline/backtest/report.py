@@ -151,6 +151,9 @@ def build_report(
         "failures": result.failures,
         "maintenance_events": result.maintenance,
         "warnings": run_warnings(result, warnings),
+        "alerts_allowed": (
+            None if result.alerts_allowed is None else round(result.alerts_allowed, 3)
+        ),
         "devices_detail": result.model.details(unit),
         "model": _variant(model, groups=True),
         "baseline": _variant(result.baseline.report(unit), groups=False),
