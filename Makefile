@@ -48,7 +48,7 @@ test: venv up lint ## Everything: install, start servers if needed, lint, all te
 	@$(BIN)/pytest -q
 
 demo: venv up ## The main job: stream the Backblaze sample through a worker and summarise
-	@$(BIN)/forewarn demo
+	@$(BIN)/forewarn demo $(DEMO_ARGS)
 
 bench: venv ## Engine benchmarks (see docs/benchmarks.md)
 	@$(BIN)/python bench/engine_throughput.py

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(default=0.5, gt=0)
     sink_max_buffered_points: int = Field(default=200_000, ge=1)
 
+    metric_catalogue: Path | None = None
+    """TOML file of extra metric names/units for explanations (docs/operators.md)."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
