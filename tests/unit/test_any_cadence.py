@@ -31,7 +31,7 @@ _reports: dict[str, dict[str, Any]] = {}
 
 def _report(cadence: str, root: Path) -> dict[str, Any]:
     if cadence not in _reports:
-        fleet = write_fleet(root / cadence, CADENCES[cadence])
+        fleet = write_fleet(root / cadence, CADENCES[cadence], devices=160)
         unit = cadence[-1]
         horizon = f"{HORIZON_STEPS}{unit}"
         out = root / cadence / "report"
