@@ -152,6 +152,7 @@ class DemoSummary:
     rejected: int = 0
     readings_per_second: float = 0.0
     wall_seconds: float = 0.0
+    stop_seconds: float = 0.0
     horizon_days: float = 14.0
     run_dir: str = ""
     worker_log: str = ""
@@ -188,13 +189,18 @@ class WorkerProcess:
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                log.warning("worker_killed", after_s=timeout_s, log=str(self.log_path))
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=timeout_s)
         self._log.close()
 
 
 def first_line(error: BaseException) -> str:
+    """``"<type>: <first line of the message>"``, at most 240 characters, for one-line errors."""
     name = type(error).__name__
+    status, reason = getattr(error, "status", None), getattr(error, "reason", None)
+    if isinstance(error, InfluxDBError) and status is not None:
+        return f"{name}: HTTP {status} {reason or ''}".strip()
     text = str(error).strip()
     line = text.splitlines()[0] if text else ""
     while line.startswith(name):  # kafka-python's errors repeat their own name
@@ -226,12 +232,13 @@ def reset_namespace(base: Settings, namespace: DemoNamespace) -> list[str]:
     """Remove the namespace's earlier runs; create this run's topics and an empty bucket.
 
     The bucket ``namespace.name`` is dropped and created again (infinite retention:
-    replayed data is years old; dropping a bucket is instant where deleting its points
-    is not), earlier runs' topics are deleted (Kafka finishes that in the background;
-    this run's topics have other names, so nothing waits for it) and the earlier run
-    directories are removed. Returns the topics created.
+    replayed data is years old; dropping a bucket does not grow with its size the way
+    deleting its points does), earlier runs' topics are deleted (Kafka finishes that in
+    the background; this run's topics have other names, so nothing waits for it) and
+    the earlier run directories are removed. Returns the topics created.
     """
     namespace.check_apart_from(base)
+    started = time.monotonic()
     with (
         server_step(f"recreating the InfluxDB bucket {namespace.name!r}", base),
         influx_client(base, timeout_ms=120_000) as client,
@@ -261,7 +268,13 @@ def reset_namespace(base: Settings, namespace: DemoNamespace) -> list[str]:
         for old_run in home.iterdir():
             if old_run.is_dir() and old_run.name != namespace.run:
                 shutil.rmtree(old_run, ignore_errors=True)
-    log.info("demo_reset", namespace=namespace.name, run=namespace.run, topics=len(created))
+    log.info(
+        "demo_reset",
+        namespace=namespace.name,
+        run=namespace.run,
+        topics=len(created),
+        seconds=round(time.monotonic() - started, 2),
+    )
     return created
 
 
@@ -361,6 +374,73 @@ def _iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else None
 
 
+class _StallWatch:
+    """Notices when a count has stopped growing for ``limit_s`` seconds."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.best = -1
+        self._since = time.monotonic()
+
+    def stalled(self, count: int) -> bool:
+        if count > self.best:
+            self.best, self._since = count, time.monotonic()
+        return time.monotonic() - self._since > self.limit_s
+
+
+def _input_ends(settings: Settings) -> dict[TopicPartition, int]:
+    """End offsets of the worker's input topics that the replay wrote to."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    try:
+        partitions = [
+            TopicPartition(settings.topic(name), p)
+            for name in (topics.TELEMETRY, topics.FAILURES)
+            for p in sorted(consumer.partitions_for_topic(settings.topic(name)) or ())
+        ]
+        ends: dict[TopicPartition, int] = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+    return ends
+
+
+def _wait_for_commits(
+    settings: Settings,
+    worker: WorkerProcess,
+    on_processed: Callable[[int, int], None],
+    stall_timeout_s: float,
+) -> None:
+    """Wait until the worker has committed every replayed message.
+
+    The worker commits an input offset only after the message's points are in InfluxDB
+    and its outputs in Kafka (docs/streaming.md), so its consumer group's committed
+    offsets are a cheap progress count; a Flux count of every point, polled, would
+    load InfluxDB while it is busy storing them.
+    """
+    ends = _input_ends(settings)
+    total = sum(ends.values())
+    watch = _StallWatch(stall_timeout_s)
+    offsets = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.worker_id,  # reads the group's commits; never joins it
+        enable_auto_commit=False,
+    )
+    try:
+        while True:
+            worker.check_alive()
+            done = sum(min(offsets.committed(tp) or 0, end) for tp, end in ends.items())
+            on_processed(done, total)
+            if done >= total:
+                return
+            if watch.stalled(done):
+                raise ForewarnError(
+                    f"the worker has processed {done:,} of {total:,} messages and no more "
+                    f"for {stall_timeout_s:.0f} s; its log says why: {worker.log_path}"
+                )
+            time.sleep(1.0)  # polling committed offsets, bounded by the stall limit
+    finally:
+        offsets.close()
+
+
 def _wait_for_predictions(
     settings: Settings,
     worker: WorkerProcess,
@@ -370,33 +450,29 @@ def _wait_for_predictions(
 ) -> int:
     """Poll the Flux count until ``expected`` predictions are stored; return the count.
 
-    Gives up with a one-line error once the count has not grown for ``stall_timeout_s``
-    (a slow worker is fine, a stuck one is not). A count query that times out is
-    retried at the next poll: InfluxDB is busy storing the very points being counted.
+    Gives up with a one-line error once the count has not grown for ``stall_timeout_s``.
+    A count query that times out is retried at the next poll.
     """
     stored = 0
-    last_growth = time.monotonic()
+    watch = _StallWatch(stall_timeout_s)
     with influx_client(settings, timeout_ms=60_000) as client:
         while True:
             worker.check_alive()
             try:
-                count = count_points(
+                stored = count_points(
                     client, settings, measurement="prediction", field="risk", start=EPOCH
                 )
             except Urllib3Timeout as error:
                 log.info("prediction_count_timed_out", error=first_line(error))
-                count = stored
-            if count > stored:
-                stored, last_growth = count, time.monotonic()
             on_stored(stored, expected)
             if stored >= expected:
                 return stored
-            if time.monotonic() - last_growth > stall_timeout_s:
+            if watch.stalled(stored):
                 raise ForewarnError(
                     f"only {stored:,} of {expected:,} predictions stored, none new for "
                     f"{stall_timeout_s:.0f} s; the worker's log says why: {worker.log_path}"
                 )
-            time.sleep(3.0)  # polling InfluxDB (a full Flux count), bounded by the stall limit
+            time.sleep(3.0)  # polling InfluxDB, bounded by the stall limit
 
 
 def run_demo(
@@ -406,14 +482,18 @@ def run_demo(
     namespace: DemoNamespace,
     horizon: timedelta,
     on_replay: Callable[[ReplayStats], None],
+    on_processed: Callable[[int, int], None],
     on_stored: Callable[[int, int], None],
     limit: int | None = None,
     stall_timeout_s: float = 180.0,
+    worker_stop_timeout_s: float = 10.0,
 ) -> DemoSummary:
     """Reset the namespace, start a worker, replay, wait for every prediction, summarise.
 
     ``limit`` replays only the dataset's first ``limit`` messages (readings and
-    failures). Every expected failure is a one-line ``ForewarnError``.
+    failures). ``wall_seconds`` is the demo's work from the reset to the last count;
+    ``stop_seconds`` the worker's shutdown after it. Every expected failure is a
+    one-line ``ForewarnError``.
     """
     started = time.monotonic()
     settings = namespace.settings(base)
@@ -439,6 +519,8 @@ def run_demo(
             stats = replay(settings, observed.watch(events), on_progress=on_replay)
         summary.readings = stats.readings
         summary.data_from, summary.data_to = _iso(observed.first_ts), _iso(observed.last_ts)
+        with server_step("waiting for the worker", settings):
+            _wait_for_commits(settings, worker, on_processed, stall_timeout_s)
         with server_step("counting the stored predictions", settings):
             stored = _wait_for_predictions(
                 settings, worker, stats.readings, on_stored, stall_timeout_s
@@ -449,9 +531,13 @@ def run_demo(
         with server_step("reading the alerts back", settings):
             score_alerts(summary, read_alerts(settings), observed.failures, horizon)
             summary.rejected = count_messages(settings, settings.topic(topics.DEAD_LETTER))
+        summary.wall_seconds = round(time.monotonic() - started, 1)
     finally:
-        worker.stop()
-    summary.wall_seconds = round(time.monotonic() - started, 1)
+        # Everything is committed and counted by now: a worker that does not stop
+        # cleanly in a few seconds loses nothing by being killed.
+        stopping = time.monotonic()
+        worker.stop(timeout_s=worker_stop_timeout_s)
+        summary.stop_seconds = round(time.monotonic() - stopping, 1)
     return summary
 
 

@@ -207,13 +207,17 @@ def demo(
             TimeElapsedColumn(),
         ) as progress:
             sent = progress.add_task("replaying into Kafka", total=limit)
+            processed = progress.add_task("processed by the worker", total=None)
             stored = progress.add_task("predictions in InfluxDB", total=None)
 
             def on_replay(stats: ReplayStats) -> None:
-                progress.update(sent, completed=stats.readings)
+                progress.update(sent, completed=stats.messages)
+
+            def on_processed(done: int, total: int) -> None:
+                progress.update(sent, total=total, completed=total)
+                progress.update(processed, total=total, completed=done)
 
             def on_stored(count: int, expected: int) -> None:
-                progress.update(sent, total=expected, completed=expected)
                 progress.update(stored, total=expected, completed=count)
 
             summary = run_demo(
@@ -223,6 +227,7 @@ def demo(
                 horizon=horizon,
                 limit=limit,
                 on_replay=on_replay,
+                on_processed=on_processed,
                 on_stored=on_stored,
             )
     except ForewarnError as error:
@@ -261,7 +266,8 @@ def demo_report(summary: DemoSummary, summary_file: Path, demo_log: Path) -> lis
         f"{summary.influx_bucket!r}",
         f"  time range        {span} (the readings' own dates, not today)",
         f"  Flux              {flux_range(summary)}",
-        f"  Grafana           set the time range to it: ?{grafana_time_range(summary)}",
+        f"  Grafana           ?{grafana_time_range(summary)} (its dashboards read bucket "
+        f'"forewarn", the demo writes to "{summary.influx_bucket}")',
         f"every alert:        FOREWARN_TOPIC_PREFIX={summary.topic_prefix} "
         "forewarn alerts --from-beginning --no-follow",
         f"logs:               worker {summary.worker_log}",
