@@ -20,7 +20,7 @@ import structlog
 
 from pipeline.backtest.variants import BudgetedScore, CounterRules, RuleBaseline
 from pipeline.engine import DeviceState, EngineConfig, Evaluator, Scorer, Trainer
-from schemas import FailureEvent, Telemetry, TrainingExample
+from schemas import FailureEvent, MaintenanceEvent, Telemetry, TrainingExample
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +64,14 @@ class BacktestResult:
     model_versions: dict[str, int]
     counters: tuple[str, ...] = ()
     """Metrics the engine recognised as error counters by the end of the run."""
+    failure_times: dict[str, list[float]] = field(default_factory=dict)
+    """POSIX times of each device's failure events."""
+    maintenance: int = 0
+    """Maintenance events (repairs, replacements) read."""
+    rule_counters: tuple[str, ...] = ()
+    """Counters of the rule baseline (empty: the recognised error counters)."""
+    alerts_allowed: float | None = None
+    """New alerts the model's budget allowed over the whole run (``None``: no budget)."""
 
 
 def peak_rss_mb() -> float:
@@ -73,7 +81,7 @@ def peak_rss_mb() -> float:
 
 
 def run_backtest(
-    events: Iterable[Telemetry | FailureEvent],
+    events: Iterable[Telemetry | FailureEvent | MaintenanceEvent],
     config: EngineConfig,
     *,
     rule_counters: Sequence[str] = (),
@@ -104,7 +112,8 @@ def run_backtest(
     expert_only = BudgetedScore(config)
     series: dict[str, Series] = {}
     failed: list[str] = []
-    readings = examples = positives = published = 0
+    failure_times: dict[str, list[float]] = {}
+    readings = examples = positives = published = maintenance = 0
 
     def learn(batch: list[TrainingExample]) -> None:
         nonlocal examples, positives, published
@@ -168,6 +177,19 @@ def run_backtest(
             readings += 1
             if progress is not None and readings % progress_every == 0:
                 progress(readings)
+        elif isinstance(event, MaintenanceEvent):
+            step = scorer.on_maintenance(states.get(device_id), event)
+            states[device_id] = step.state
+            for alert in step.alerts:
+                model_eval.observe_alert(alert)
+            for evaluator in evaluators:
+                evaluator.observe_maintenance(device_id, event.ts)
+            if rule is not None:
+                rule.reset(device_id)
+            counter_rules.reset(device_id)
+            anomaly_only.reset(device_id)
+            expert_only.reset(device_id)
+            maintenance += 1
         else:
             step = scorer.on_failure(states.get(device_id), event)
             states[device_id] = step.state
@@ -183,6 +205,7 @@ def run_backtest(
             anomaly_only.reset(device_id)
             expert_only.reset(device_id)
             failed.append(device_id)
+            failure_times.setdefault(device_id, []).append(event.ts.timestamp())
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     if progress is not None:
@@ -212,7 +235,11 @@ def run_backtest(
         peak_rss_mb=peak_rss_mb(),
         state_bytes=sizes,
         series=series,
-        failed_devices=[*failed, *(d for d in (ground_truth or {}) if d not in set(failed))],
+        failed_devices=list(dict.fromkeys([*failed, *(ground_truth or {})])),
         model_versions={group: scorer.model_version(group) for group in trainers},
         counters=scorer.counters(),
+        failure_times=failure_times,
+        maintenance=maintenance,
+        rule_counters=tuple(rule_counters),
+        alerts_allowed=scorer.policy.budget.accrued if scorer.policy.budget is not None else None,
     )

@@ -40,35 +40,34 @@ def test_one_open_alert_and_expiry_after_horizon() -> None:
     assert actions == [RAISE, 0, 0, 0, CLEAR, RAISE, 0, 0]
 
 
-def test_budget_caps_new_alerts() -> None:
-    config = EngineConfig(alert_budget=10.0, high_mark=0.0, budget_burst=1.0)  # 1 per 100 readings
+def _new_alerts(config: EngineConfig, devices: int, cadence: float, days: float) -> int:
+    """New alerts a budget lets through when every reading is above the threshold."""
     policy = Policy(config)
     raised = 0
-    for i in range(10_000):
-        # Risks keep rising, so every reading beats the last period's cutoff: only the
-        # token bucket limits new alerts. The first day only ranks (no cutoff yet).
-        action, _ = policy.decide(None, 0, 0.5 + 0.4 * i / 10_000, i * (DAY / 1000))
-        raised += action == RAISE
-    assert 90 <= raised <= 101
+    steps = int(days * DAY / cadence)
+    for step in range(steps):
+        t = step * cadence
+        for d in range(devices):
+            # Risks keep rising, so every reading beats the last period's cutoff and
+            # only the token bucket limits new alerts (a tie would pass no cutoff).
+            risk = 0.5 + 0.4 * t / (days * DAY) + 1e-6 * d
+            action, _ = policy.decide(None, 0, risk, t, dt=cadence if step else 0.0)
+            raised += action == RAISE
+    return raised
 
 
-def test_a_cutoff_inside_tied_risks_is_not_learnt() -> None:
-    # Before the error counters are recognised every device scores alike: a cutoff
-    # taken inside that tie would let the first devices of the next day through.
-    budget = AlertBudget(EngineConfig(alert_budget=10.0, threshold_smoothing=1.0))
-    for i in range(1000):
-        budget.tick(i)
-        budget.offer(0.0025)
-    budget.tick(DAY)
-    assert budget.threshold_logit is None
-    for i in range(1000):
-        budget.tick(DAY + i)
-        budget.offer(0.0025 if i < 900 else 0.5 + i / 10_000)
-    budget.tick(2 * DAY)
-    assert budget.threshold() == pytest.approx(0.5 + 990 / 10_000)
-    policy = Policy(EngineConfig(alert_budget=10.0))
-    policy.budget = budget
-    assert policy.decide(None, 0, budget.threshold(), 2 * DAY)[0] == 0  # a tie does not pass
+@pytest.mark.parametrize("cadence", [60.0, 3600.0, DAY])
+def test_budget_is_per_device_and_time_whatever_the_cadence(cadence: float) -> None:
+    # 50 per 1,000 devices a day, 20 devices, 10 days: 10 new alerts.
+    config = EngineConfig(alert_budget=50.0, high_mark=0.0, budget_burst=1.0)
+    raised = _new_alerts(config, 20, cadence, 10.0)
+    assert 9 <= raised <= 10
+
+
+def test_zero_budget_allows_no_alert_and_none_no_limit() -> None:
+    assert _new_alerts(EngineConfig(alert_budget=0.0), 5, 3600.0, 3.0) == 0
+    unlimited = EngineConfig(alert_budget=None, high_mark=0.5)
+    assert _new_alerts(unlimited, 5, 3600.0, 1.0) == 5 * 24
 
 
 def test_budget_threshold_tracks_the_top_risks_of_the_last_period() -> None:
@@ -76,10 +75,10 @@ def test_budget_threshold_tracks_the_top_risks_of_the_last_period() -> None:
     budget = AlertBudget(config)
     for day in range(3):
         for i in range(1000):
-            budget.tick(day * DAY + i)
+            budget.tick(day * DAY + i, DAY)
             budget.offer(i / 1000.0)
     budget.tick(3 * DAY)
-    # 10 alerts per 1000 readings: the 10th highest risk of the last day
+    # 1,000 devices a day at 10 per 1,000 devices a day: the 10th highest risk
     assert abs(budget.threshold() - 0.990) < 1e-9
 
 
@@ -101,15 +100,15 @@ def test_budget_periods_only_move_forward_when_partitions_interleave() -> None:
     ordered, interleaved = AlertBudget(config), AlertBudget(config)
     for day in range(3):
         for i in range(1000):
-            ordered.tick(day * DAY + i)
+            ordered.tick(day * DAY + i, DAY)
             ordered.offer(i / 1000.0)
     # Another partition lags one day behind: its readings arrive mixed with today's.
     for day in range(3):
         for i in range(1000):
-            interleaved.tick(day * DAY + i)
+            interleaved.tick(day * DAY + i, DAY)
             interleaved.offer(i / 1000.0)
             if day and i % 10 == 0:
-                interleaved.tick((day - 1) * DAY + i)
+                interleaved.tick((day - 1) * DAY + i, DAY)
     assert interleaved.period_index == ordered.period_index == 2
     ordered.tick(3 * DAY)
     interleaved.tick(3 * DAY)
@@ -117,3 +116,22 @@ def test_budget_periods_only_move_forward_when_partitions_interleave() -> None:
     assert interleaved.prev_readings == 1100
     assert ordered.prev_readings == 1000
     assert abs(interleaved.threshold() - ordered.threshold()) < 0.02
+
+
+def test_a_cutoff_inside_tied_risks_is_not_learnt() -> None:
+    # Before the error counters are recognised every device scores alike: a cutoff
+    # taken inside that tie would let the first devices of the next day through.
+    budget = AlertBudget(EngineConfig(alert_budget=10.0, threshold_smoothing=1.0))
+    for i in range(1000):  # 1,000 devices reporting daily: 10 alerts a day
+        budget.tick(i, DAY)
+        budget.offer(0.0025)
+    budget.tick(DAY)
+    assert budget.threshold_logit is None
+    for i in range(1000):
+        budget.tick(DAY + i, DAY)
+        budget.offer(0.0025 if i < 900 else 0.5 + i / 10_000)
+    budget.tick(2 * DAY)
+    assert budget.threshold() == pytest.approx(0.5 + 990 / 10_000)
+    policy = Policy(EngineConfig(alert_budget=10.0))
+    policy.budget = budget
+    assert policy.decide(None, 0, budget.threshold(), 2 * DAY)[0] == 0  # a tie does not pass
