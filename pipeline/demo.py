@@ -196,7 +196,11 @@ class WorkerProcess:
 
 
 def first_line(error: BaseException) -> str:
+    """``"<type>: <first line of the message>"``, at most 240 characters, for one-line errors."""
     name = type(error).__name__
+    status, reason = getattr(error, "status", None), getattr(error, "reason", None)
+    if isinstance(error, InfluxDBError) and status is not None:
+        return f"{name}: HTTP {status} {reason or ''}".strip()
     text = str(error).strip()
     line = text.splitlines()[0] if text else ""
     while line.startswith(name):  # kafka-python's errors repeat their own name
@@ -228,12 +232,13 @@ def reset_namespace(base: Settings, namespace: DemoNamespace) -> list[str]:
     """Remove the namespace's earlier runs; create this run's topics and an empty bucket.
 
     The bucket ``namespace.name`` is dropped and created again (infinite retention:
-    replayed data is years old; dropping a bucket is instant where deleting its points
-    is not), earlier runs' topics are deleted (Kafka finishes that in the background;
-    this run's topics have other names, so nothing waits for it) and the earlier run
-    directories are removed. Returns the topics created.
+    replayed data is years old; dropping a bucket does not grow with its size the way
+    deleting its points does), earlier runs' topics are deleted (Kafka finishes that in
+    the background; this run's topics have other names, so nothing waits for it) and
+    the earlier run directories are removed. Returns the topics created.
     """
     namespace.check_apart_from(base)
+    started = time.monotonic()
     with (
         server_step(f"recreating the InfluxDB bucket {namespace.name!r}", base),
         influx_client(base, timeout_ms=120_000) as client,
@@ -263,7 +268,13 @@ def reset_namespace(base: Settings, namespace: DemoNamespace) -> list[str]:
         for old_run in home.iterdir():
             if old_run.is_dir() and old_run.name != namespace.run:
                 shutil.rmtree(old_run, ignore_errors=True)
-    log.info("demo_reset", namespace=namespace.name, run=namespace.run, topics=len(created))
+    log.info(
+        "demo_reset",
+        namespace=namespace.name,
+        run=namespace.run,
+        topics=len(created),
+        seconds=round(time.monotonic() - started, 2),
+    )
     return created
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from influxdb_client.rest import ApiException
 from kafka.errors import KafkaTimeoutError
 from urllib3.exceptions import ReadTimeoutError
 
@@ -85,6 +86,12 @@ def test_server_failures_become_one_line_naming_the_server_and_what_to_do() -> N
         raise ReadTimeoutError(cast(Any, None), "/api/v2/query", "Read timed out.")
     assert "InfluxDB at http://127.0.0.1:8086 failed (ReadTimeoutError" in str(influx.value)
     assert "\n" not in str(influx.value)
+
+
+def test_an_influxdb_refusal_is_named_by_its_http_status() -> None:
+    with pytest.raises(ForewarnError) as refused, server_step("recreating", BASE):
+        raise ApiException(status=401, reason="Unauthorized")
+    assert "(ApiException: HTTP 401 Unauthorized)" in str(refused.value)
 
 
 def test_first_line_does_not_repeat_the_error_type() -> None:
