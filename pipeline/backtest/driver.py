@@ -20,9 +20,11 @@ import structlog
 
 from pipeline.backtest.variants import AnomalyOnly, RuleBaseline
 from pipeline.engine import DeviceState, EngineConfig, Evaluator, Scorer, Trainer
-from schemas import FailureEvent, Telemetry, TrainingExample
+from schemas import Alert, FailureEvent, Telemetry, TrainingExample
 
 log = structlog.get_logger(__name__)
+
+MAX_KEPT_ALERTS = 2_000
 
 
 @dataclass
@@ -56,6 +58,8 @@ class BacktestResult:
     failed_devices: list[str]
     """Devices with a failure event, then those failing only in the ground truth."""
     model_versions: dict[str, int]
+    raised: list[Alert] = field(default_factory=list)
+    """The first ``MAX_KEPT_ALERTS`` alerts raised, with their explanations (for the page)."""
 
 
 def peak_rss_mb() -> float:
@@ -86,6 +90,7 @@ def run_backtest(
     anomaly_only = AnomalyOnly(config)
     series: dict[str, Series] = {}
     failed: list[str] = []
+    raised: list[Alert] = []
     readings = examples = positives = published = 0
 
     def learn(batch: list[TrainingExample]) -> None:
@@ -120,6 +125,8 @@ def run_backtest(
             )
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
+                if alert.action == "raise" and len(raised) < MAX_KEPT_ALERTS:
+                    raised.append(alert)
             if step.examples:
                 learn(step.examples)
             anomaly = prediction.anomaly_score
@@ -145,6 +152,8 @@ def run_backtest(
             states[device_id] = step.state
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
+                if alert.action == "raise" and len(raised) < MAX_KEPT_ALERTS:
+                    raised.append(alert)
             if step.examples:
                 learn(step.examples)
             for evaluator in (model_eval, baseline_eval, anomaly_eval):
@@ -180,4 +189,5 @@ def run_backtest(
         series=series,
         failed_devices=[*failed, *(d for d in (ground_truth or {}) if d not in set(failed))],
         model_versions={group: scorer.model_version(group) for group in trainers},
+        raised=raised,
     )
