@@ -30,7 +30,9 @@ class DeviceState:
         "last_ts",
         "metrics",
         "n",
+        "pend_count",
         "pend_flag",
+        "pend_key",
         "pend_ts",
         "pend_vec",
         "pend_width",
@@ -57,6 +59,10 @@ class DeviceState:
         """Feature count of each buffered vector (layouts only grow)."""
         self.pend_flag: array[int] = array("B")
         """1 once the reading has been emitted as a provisional negative."""
+        self.pend_count: array[int] = array("I")
+        """Readings each buffered entry stands for (its slot's count)."""
+        self.pend_key: array[int] = array("I")
+        """``labels.slot_key`` of each buffered entry (the smallest of its slot wins)."""
         self.pend_vec: array[float] = array("f")
         """Buffered feature vectors, concatenated, as 32-bit floats."""
         self.dropped = 0
@@ -76,10 +82,12 @@ class DeviceState:
         self.vals.extend([0.0] * (SLOTS * len(names)))
 
     def reset_features(self) -> None:
-        """Forget the device's baseline and watch-list mark (after a repair or failure)."""
+        """Start a new life: forget the baseline and the watch-list mark (failure, repair,
+        replacement)."""
         self.vals = [0.0] * len(self.vals)
         self.n = 0
         self.alerted = False
+        self.streak = 0
 
     @property
     def pending(self) -> int:

@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.backtest import PRESETS, build_report, run_backtest, strip_timing
 from pipeline.cli import main
-from pipeline.cli.backtest_cmd import _limited, parse_duration
+from pipeline.cli.backtest_cmd import _limited
 from pipeline.datasets import open_dataset
+from pipeline.durations import parse_duration
 from pipeline.engine import EngineConfig
 from pipeline.errors import ConfigError
 
