@@ -215,7 +215,7 @@ def summary(report: Mapping[str, Any]) -> str:
         f"{report['dataset']}: {report['readings']:,} readings, {report['devices']:,} devices, "
         f"{report['failures']} failures (horizon "
         f"{report['config']['horizon'] / report['time_unit_seconds']:g} {unit})",
-        f"{'variant':<14}{'FDR':>9}{'FAR':>9}{'median lead':>14}{'alerts':>9}",
+        f"{'variant':<14}{'FDR':>9}{'FAR':>9}{'median lead':>14}{'alerts':>9}{'false alerts':>14}",
     ]
     for name in ("model", "baseline", "anomaly_only"):
         v = report[name]
@@ -225,6 +225,7 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(
             f"{name:<14}{_pct(v['fdr']):>9}{_pct(v['far']):>9}"
             f"{_num(v['median_lead']) + ' ' + unit:>14}{v['alerts']:>9,}"
+            f"{v.get('false_alerts', 0):>14,}"
         )
     sweep = report["post_run_sweep"]
     if report["model"].get("status") != NO_MODEL:
