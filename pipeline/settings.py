@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(default=0.5, gt=0)
     sink_max_buffered_points: int = Field(default=200_000, ge=1)
 
+    rollup_period_s: int = Field(default=86_400, ge=60)
+    """Event-time period of the ``device_risk`` and ``fleet_risk`` roll-ups (seconds)."""
+
     metric_catalogue: Path | None = None
     """TOML file of extra metric names/units for explanations (docs/operators.md)."""
 

@@ -20,9 +20,11 @@ import structlog
 
 from pipeline.backtest.variants import BudgetedScore, CounterRules, RuleBaseline
 from pipeline.engine import DeviceState, EngineConfig, Evaluator, Scorer, Trainer
-from schemas import FailureEvent, MaintenanceEvent, Telemetry, TrainingExample
+from schemas import Alert, FailureEvent, MaintenanceEvent, Telemetry, TrainingExample
 
 log = structlog.get_logger(__name__)
+
+MAX_KEPT_ALERTS = 2_000
 
 
 @dataclass
@@ -72,6 +74,8 @@ class BacktestResult:
     """Counters of the rule baseline (empty: the recognised error counters)."""
     alerts_allowed: float | None = None
     """New alerts the model's budget allowed over the whole run (``None``: no budget)."""
+    raised: list[Alert] = field(default_factory=list)
+    """The first ``MAX_KEPT_ALERTS`` alerts raised, with their explanations (for the page)."""
 
 
 def peak_rss_mb() -> float:
@@ -112,6 +116,7 @@ def run_backtest(
     expert_only = BudgetedScore(config)
     series: dict[str, Series] = {}
     failed: list[str] = []
+    raised: list[Alert] = []
     failure_times: dict[str, list[float]] = {}
     readings = examples = positives = published = maintenance = 0
 
@@ -147,6 +152,8 @@ def run_backtest(
             )
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
+                if alert.action == "raise" and len(raised) < MAX_KEPT_ALERTS:
+                    raised.append(alert)
             if step.examples:
                 learn(step.examples)
             anomaly = prediction.anomaly_score
@@ -195,6 +202,8 @@ def run_backtest(
             states[device_id] = step.state
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
+                if alert.action == "raise" and len(raised) < MAX_KEPT_ALERTS:
+                    raised.append(alert)
             if step.examples:
                 learn(step.examples)
             for evaluator in evaluators:
@@ -242,4 +251,5 @@ def run_backtest(
         maintenance=maintenance,
         rule_counters=tuple(rule_counters),
         alerts_allowed=scorer.policy.budget.accrued if scorer.policy.budget is not None else None,
+        raised=raised,
     )

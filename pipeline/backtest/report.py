@@ -122,8 +122,8 @@ def run_warnings(result: BacktestResult, reader_warnings: Sequence[str] = ()) ->
         )
     if not result.rule_counters and not result.counters:
         out.append(
-            "rule baselines inactive: no error counter recognised in the data or given, so "
-            "they never fire and the expert score is flat (give --counter-metrics or "
+            "rule baseline inactive: no error counter recognised in the data or given, so "
+            "the rules never fire and the expert score is flat (give --counter-metrics or "
             "--rule-counters)"
         )
     if result.alerts_allowed is not None and result.alerts_allowed < 1.0:
@@ -238,16 +238,17 @@ def summary(report: Mapping[str, Any]) -> str:
         f"{report['dataset']}: {report['readings']:,} readings, {report['devices']:,} devices, "
         f"{report['failures']} failures (horizon "
         f"{report['config']['horizon'] / report['time_unit_seconds']:g} {unit})",
-        f"{'variant':<18}{'FDR':>9}{'FAR':>9}{'median lead':>14}{'alerts':>9}",
+        f"{'variant':<18}{'FDR':>9}{'FAR':>9}{'median lead':>14}{'alerts':>9}{'false alerts':>14}",
     ]
     for name in VARIANTS:
         v = report[name]
         if v.get("status") == NO_MODEL:
-            lines.append(f"{name:<14}{NO_MODEL:>18}")
+            lines.append(f"{name:<18}{NO_MODEL:>18}")
             continue
         lines.append(
             f"{name:<18}{_pct(v['fdr']):>9}{_pct(v['far']):>9}"
             f"{_num(v['median_lead']) + ' ' + unit:>14}{v['alerts']:>9,}"
+            f"{v.get('false_alerts', 0):>14,}"
         )
     sweep = report["post_run_sweep"]
     lines.append(

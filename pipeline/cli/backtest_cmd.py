@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from pipeline.backtest import PRESETS, dataset_report, run_backtest, summary, write_report
+from pipeline.backtest.page import page_data
 from pipeline.backtest.plots import write_plot
 from pipeline.backtest.presets import FOLLOW_HORIZON, RULE_COUNTERS, horizon_durations
 from pipeline.cli import app
@@ -238,6 +239,7 @@ def backtest(
             keep_series=lambda _device: plot,
         )
     report = dataset_report(result, dataset)
+    report["page"] = page_data(result, dataset.time_unit_seconds)  # for `forewarn report`
     out_dir = report_dir or Path("reports") / dataset.name
     out_dir.mkdir(parents=True, exist_ok=True)
     write_report(report, out_dir / "report.json")

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 
@@ -31,35 +31,26 @@ from pipeline.datasets._rows import (
     is_label,
     metric_cell_error,
     open_text,
+    parse_time,
     read_error,
     require_file,
+    sniff_delimiter,
     telemetry,
 )
+from pipeline.datasets.event_files import read_event_file
 from pipeline.durations import parse_duration
 from pipeline.errors import ConfigError, DatasetError
-from schemas import MaintenanceEvent, MaintenanceKind
 
 TIME_UNITS = {"seconds": 1.0, "minutes": 60.0, "hours": 3_600.0, "days": 86_400.0}
 TRUE_FLAGS = frozenset({"1", "1.0", "true", "yes"})
 FALSE_FLAGS = frozenset({"", "0", "0.0", "false", "no"})
 DEFAULT_DEVICE_TYPE = "default"
-DELIMITERS = ",;\t|"
-"""Delimiters the sniffer chooses from (on the header line)."""
-MAINTENANCE_KINDS: dict[str, MaintenanceKind] = {
-    "repair": "repaired",
-    "repaired": "repaired",
-    "maintenance": "repaired",
-    "replace": "replaced",
-    "replaced": "replaced",
-}
-"""Event kinds (``--failures`` third column) that are maintenance, not failures."""
 LABEL_LIKE = re.compile(
     r"(^|[^a-z])(anomal(y|ies|ous)|change_?points?|labels?|failures?|failed|faults?|"
     r"targets?|outliers?|is_broken|broken|attack)($|[^a-z])",
     re.IGNORECASE,
 )
 """Column names that look like labels: never auto-detected as metrics."""
-_EPOCH_SECONDS = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 OPTIONS = (
     "device_column",
@@ -274,10 +265,7 @@ def _header(path: Path, delimiter: str | None) -> tuple[list[str], str]:
     if not first.strip():
         raise DatasetError(f"{path}: empty file, expected a header row")
     if delimiter is None:
-        try:
-            delimiter = csv.Sniffer().sniff(first, delimiters=DELIMITERS).delimiter
-        except csv.Error:
-            delimiter = ","  # one column, or nothing to choose from
+        delimiter = sniff_delimiter(first)
     return next(csv.reader([first], delimiter=delimiter)), delimiter
 
 
@@ -319,19 +307,6 @@ def _time_unit_seconds(time_unit: str, given: float | None) -> float:
             f"csv options time_unit={time_unit!r} and time_unit_seconds={given} disagree"
         )
     return given
-
-
-def parse_time(text: str) -> datetime | None:
-    """An aware UTC datetime from ISO 8601 (naive means UTC) or epoch seconds, else ``None``."""
-    text = text.strip()
-    try:
-        if _EPOCH_SECONDS.match(text):
-            seconds = float(text)
-            return datetime.fromtimestamp(seconds, UTC) if math.isfinite(seconds) else None
-        ts = datetime.fromisoformat(text)
-        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
 
 
 def parse_flag(text: str) -> bool | None:
@@ -461,96 +436,16 @@ def _events(layout: _Layout) -> Iterator[Event]:
                 events.append((ts, 1, failure(device_id, ts, device_type)))
     for side, option in ((layout.failures, "failures"), (layout.maintenance, "maintenance")):
         if side is not None:
-            events.extend(_side_events(side, option, layout, type_of))
+            events.extend(
+                read_event_file(
+                    side,
+                    flag=flag(option),
+                    maintenance_only=option == "maintenance",
+                    device=layout.device,
+                    device_column=layout.device_column,
+                    time_column=layout.time_column,
+                    type_of=type_of,
+                )
+            )
     events.sort(key=itemgetter(0, 1))  # stable: ties keep file order
     return (event for _, _, event in events)
-
-
-_DEVICE_NAMES = ("device", "device_id", "deviceid", "id", "machine", "machineid", "unit", "serial")
-_TIME_NAMES = ("time", "timestamp", "ts", "datetime", "date")
-
-
-def _side_events(
-    path: Path, option: str, layout: _Layout, type_of: dict[str, str]
-) -> list[tuple[datetime, int, Event]]:
-    """Events from a ``device,time[,kind]`` file (``--failures`` or ``--maintenance``).
-
-    A header is recognised when the first row holds no time; its columns are found by
-    name (the main file's device/time column names, or ``device``/``time`` and the
-    like), else by position. With ``--device`` the device column may be left out.
-    Kinds ``repaired``/``replaced``/``maintenance`` are maintenance; in ``--failures``
-    any other kind is a failure whose kind becomes the event's reason.
-    """
-    who = flag(option)
-    try:
-        with open_text(path) as handle:
-            first = handle.readline()
-            try:
-                delimiter = csv.Sniffer().sniff(first, delimiters=DELIMITERS).delimiter
-            except csv.Error:
-                delimiter = ","
-            handle.seek(0)
-            rows = [(n, row) for n, row in enumerate(csv.reader(handle, delimiter=delimiter), 1)]
-    except (*READ_ERRORS, csv.Error) as error:
-        raise read_error(path, error) from None
-    rows = [(n, [cell.strip() for cell in row]) for n, row in rows if any(c.strip() for c in row)]
-    if not rows:
-        return []
-    single = layout.device is not None
-    head = rows[0][1]
-    has_header = not any(parse_time(cell) for cell in head)
-    i_device: int | None
-    i_time: int | None = None
-    if has_header:
-        names = [cell.lower() for cell in head]
-        device_names = (str(layout.device_column or "").lower(), *_DEVICE_NAMES)
-        time_names = (layout.time_column.lower(), *_TIME_NAMES)
-        i_time = next((i for i, name in enumerate(names) if name in time_names), None)
-        i_device = next((i for i, name in enumerate(names) if name in device_names), None)
-        rows = rows[1:]
-    if i_time is None:  # by position: device,time[,kind], or time[,kind] for one device
-        sample = rows[0][1] if rows else head
-        if single and (len(sample) == 1 or parse_time(sample[0]) is not None):
-            i_device, i_time = None, 0
-        else:
-            i_device, i_time = 0, 1
-    if i_device is None and not single:
-        raise DatasetError(
-            f"{who} {path}: no device column (expected device,time[,kind]; or give --device "
-            "for a single-series file)"
-        )
-    used = {i_time, i_device}
-    i_kind = next((i for i in range(len(head)) if i not in used), len(head))
-    out: list[tuple[datetime, int, Event]] = []
-    unknown: set[str] = set()
-    for line, row in rows:
-        if max(i_time, -1 if i_device is None else i_device) >= len(row):
-            raise DatasetError(f"{who} {path} row {line}: expected device,time[,kind]")
-        device_id = (layout.device or "") if i_device is None else row[i_device]
-        check_label(device_id, path, line, "device", "device id")
-        parsed = parse_time(row[i_time])
-        if parsed is None:
-            raise cell_error(path, line, "time", row[i_time], "an ISO 8601 time or epoch seconds")
-        kind = row[i_kind] if i_kind < len(row) else ""
-        device_type = type_of.get(device_id)
-        if device_type is None:
-            unknown.add(device_id)
-        maintenance = MAINTENANCE_KINDS.get(kind.lower())
-        if option == "maintenance" or maintenance is not None:
-            event: Event = MaintenanceEvent.model_construct(
-                device_id=device_id,
-                ts=parsed,
-                kind=maintenance or "replaced",
-                device_type=device_type,
-                reason=kind[:200] or None,
-            )
-            out.append((parsed, 2, event))
-        else:
-            reason = None if kind.lower() in ("", "failure", "failed", "1") else kind[:200]
-            event = failure(device_id, parsed, device_type)
-            if reason is not None:
-                event = event.model_copy(update={"reason": reason})
-            out.append((parsed, 1, event))
-    if unknown:
-        log.warning("csv_side_file_unknown_devices", file=str(path), devices=sorted(unknown)[:10])
-    return out

@@ -106,3 +106,38 @@ def write_fleet(
         for step, device in sorted(failures):
             writer.writerow([device, (START + step * cadence).isoformat(), "failure"])
     return SyntheticFleet(data, failure_file, cadence, len(rows), len(failures), devices)
+
+
+def write_single_series(folder: Path, *, days: int = 60, seed: int = 1) -> tuple[Path, Path]:
+    """One pump every 5 minutes: ``pump.csv`` (``timestamp,temperature,vibration,anomaly``,
+    no device column) and ``failures.csv`` (``device,time``; device ``pump1``).
+
+    Four failures (days 12, 27, 41, 55 when ``days`` allows); temperature and vibration
+    build up over the 2 days before each. ``anomaly`` is a label a tool wrote next to the
+    data (1 in the last day before a failure): it must not become a metric.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    step = timedelta(minutes=5)
+    fails = [START + timedelta(days=d) for d in (12, 27, 41, 55) if d < days]
+    data = folder / "pump.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "temperature", "vibration", "anomaly"])
+        for i in range(days * 288):
+            ts = START + i * step
+            upcoming = [f for f in fails if f >= ts]
+            left = (upcoming[0] - ts).total_seconds() / 86_400.0 if upcoming else None
+            ramp = max(0.0, 1.0 - left / 2.0) if left is not None else 0.0
+            temp = 60.0 + rng.gauss(0.0, 1.0) + 8.0 * ramp
+            vib = 1.0 + rng.gauss(0.0, 0.05) + 0.5 * ramp
+            writer.writerow(
+                [ts.strftime("%Y-%m-%d %H:%M:%S"), f"{temp:.3f}", f"{vib:.4f}", int(ramp > 0.5)]
+            )
+    failures = folder / "failures.csv"
+    with failures.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["device", "time"])
+        for ts in fails:
+            writer.writerow(["pump1", ts.isoformat()])
+    return data, failures

@@ -13,6 +13,9 @@ failure, a repair or a replacement ends one and starts the next. Every failure c
   before the failure (inclusive), over failures;
 - FAR: devices that never failed and got any alert, over devices that never failed;
 - lead: failure time minus the earliest such alert, in the dataset's time unit;
+- false alerts: raises not inside a failure window of their life, also per 1,000
+  devices per time unit (the budget's unit): the false-alarm measure that still means
+  something when nearly every device fails (Azure PdM, C-MAPSS);
 - reachable: failures with a reading of the same life inside their window at all (a
   device whose data stops more than a horizon before its failure, like a C-MAPSS test
   engine cut off early, cannot be detected by any method);
@@ -96,6 +99,7 @@ class Evaluator:
         self._group: dict[str, str] = {}
         self._max_risk: dict[str, float] = {}
         self._last_ts: dict[str, float] = {}
+        self._first_ts: dict[str, float] = {}
         self._raises: dict[str, list[float]] = {}
         self._failures: dict[str, list[tuple[float, float, float]]] = {}
         """Per device: ``(failure time, start of that life, last reading before it)``."""
@@ -129,6 +133,7 @@ class Evaluator:
         if pending is None:
             pending = self._pending[device_id] = array("d")
             self._group[device_id] = group
+            self._first_ts[device_id] = t
         elif pending and pending[0] + self.horizon_s < t:
             self._resolve_older(device_id, pending, t - self.horizon_s)
         pending.extend((t, risk, probability))
@@ -265,12 +270,16 @@ class Evaluator:
         leads: list[float] = []
         first_leads: list[float] = []
         early = 0
-        alerts = 0
+        alerts = in_windows = 0
+        observed = 0.0
         for device_id, device_group in self._group.items():
             if (group is not None and device_group != group) or (keep and not keep(device_id)):
                 continue
             raises = self._raises.get(device_id, ())
             alerts += len(raises)
+            first = self._first_ts.get(device_id)
+            if first is not None:
+                observed += self._last_ts[device_id] - first
             if device_id not in self._failures:
                 healthy += 1
                 false_alarms += bool(raises)
@@ -280,6 +289,7 @@ class Evaluator:
                 failures += 1
                 reachable += outcome["reachable"]
                 early += outcome["alerts_before_window"]
+                in_windows += outcome["alerts"] - outcome["alerts_before_window"]
                 if outcome["detected"]:
                     detected += 1
                     leads.append(outcome["lead_s"] / unit)
@@ -300,6 +310,10 @@ class Evaluator:
             "first_alert_leads": sorted(first_leads),
             "early_alerts": early,
             "alerts": alerts,
+            "false_alerts": alerts - in_windows,
+            "false_alerts_per_1000_device_units": (
+                1000.0 * (alerts - in_windows) / (observed / unit) if observed else None
+            ),
         }
 
     def details(self, time_unit_seconds: float = 86400.0) -> list[dict[str, Any]]:

@@ -183,3 +183,79 @@ def test_counter_rules_fire_on_positive_and_rising_counters() -> None:
     assert rules.fires("d", {"a": 5.0, "b": 1.0}, ("a",)) == (True, False)
     rules.reset("d")
     assert rules.fires("d", {"a": 9.0}, ("a",)) == (True, False)
+
+
+def test_alert_budget_values() -> None:
+    from pipeline.cli.backtest_cmd import parse_budget
+
+    assert parse_budget("0") == 0.0
+    assert parse_budget("0.25") == 0.25
+    assert parse_budget("none") is None
+    assert parse_budget("OFF") is None
+    for bad in ("-1", "x", "nan", "inf"):
+        with pytest.raises(ConfigError, match="--alert-budget"):
+            parse_budget(bad)
+
+
+def test_help_lists_every_reader_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.datasets import OPTION_KEYS
+
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, _ = _run_cli(["--help"], monkeypatch, capsys)
+    assert code == 0
+    text = " ".join(out.split())
+    for keys in OPTION_KEYS.values():
+        for key in keys:
+            assert key in text
+    for flag in ("--device", "--failures", "--maintenance", "--budget-period", "--verbose"):
+        assert flag in text
+
+
+def test_horizon_units_people_write() -> None:
+    hour = 3600.0
+    cases = (
+        ("48hours", 48 * hour),
+        ("5min", 300.0),
+        ("90s", 90.0),
+        ("2w", 14 * 86400.0),
+        ("1hour", hour),
+        ("3days", 3 * 86400.0),
+    )
+    for text, seconds in cases:
+        assert parse_duration(text, 86400.0).total_seconds() == seconds
+    with pytest.raises(ConfigError, match=r"accepted: s, m/min, h/hour\(s\), d/day\(s\)"):
+        parse_duration("48hourz", 86400.0)
+
+
+def test_one_warning_per_condition_that_makes_the_run_meaningless(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.datasets.synthetic import write_single_series
+
+    data, failures = write_single_series(tmp_path / "pump", days=3)  # no failure yet
+    out = tmp_path / "r"
+    code, stdout, _ = _run_cli(
+        [
+            "csv", str(data), "--device", "pump1", "--time-column", "timestamp",
+            "--failures", str(failures), "--horizon", "1d", "--alert-budget", "0.25",
+            "--no-plot", "--report-dir", str(out),
+        ],
+        monkeypatch,
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    starts = [w.split(":")[0] for w in report["warnings"]]
+    assert starts == [
+        "columns that look like labels are not used as metrics",
+        "no model trained",
+        "rule baseline inactive",
+        "alert budget 0.25 per 1,000 devices per day allowed 0.00 new alerts over the whole run, "
+        "fewer than one (raise --alert-budget, or --alert-budget none for no budget)",
+        "no failures in the data",
+    ]
+    assert report["alerts_allowed"] < 1
+    assert stdout.count("warning: ") == 5
+    assert "no model yet" in stdout

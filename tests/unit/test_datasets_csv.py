@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.datasets import Event, open_dataset
-from pipeline.datasets.generic_csv import parse_time
+from pipeline.datasets._rows import parse_time
 from pipeline.errors import DatasetError
 from schemas import FailureEvent, Telemetry
 
