@@ -75,6 +75,8 @@ class KindDetector:
     def __init__(self, fixed: Mapping[str, int], evidence: int) -> None:
         self.kind_of: dict[str, int] = dict(fixed)
         """Decided kinds (the fixed ones from the start)."""
+        self.fixed: dict[str, int] = dict(fixed)
+        """The configured kinds."""
         self.evidence = evidence
         self.profiles: dict[str, MetricProfile] = {}
         self.version = 0

@@ -192,7 +192,9 @@ class Scorer:
             self._layouts.clear()
         layout = self._layouts.get(metrics)
         if layout is None:
-            layout = self._layouts[metrics] = make_layout(metrics, self.kinds.kind_of)
+            layout = self._layouts[metrics] = make_layout(
+                metrics, self.kinds.kind_of, self.kinds.fixed
+            )
             self._metric_sets[metrics] = frozenset(metrics)
             self._profiling[metrics] = any(map(self.kinds.undecided, metrics))
         return layout
