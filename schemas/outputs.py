@@ -7,12 +7,12 @@ from typing import Literal
 from pydantic import Field
 
 from schemas._base import (
-    MAX_METRICS,
+    MAX_FEATURES,
     SCHEMA_VERSION,
     DeviceId,
+    FeatureName,
     Label,
     Message,
-    MetricName,
     Probability,
     Text,
     UtcDatetime,
@@ -24,7 +24,7 @@ MAX_FACTORS = 10
 class Factor(Message):
     """One feature's share in a score: what an operator reads as "why"."""
 
-    feature: MetricName
+    feature: FeatureName
     value: float
     contribution: float
 
@@ -80,7 +80,7 @@ class TrainingExample(Message):
     group: Label
     device_id: DeviceId
     ts: UtcDatetime
-    features: dict[MetricName, float] = Field(max_length=MAX_METRICS)
+    features: dict[FeatureName, float] = Field(max_length=MAX_FEATURES)
     label: bool
     weight: float = Field(gt=0.0, le=1e6)
     source: LabelSource

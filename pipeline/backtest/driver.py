@@ -20,6 +20,7 @@ import structlog
 
 from pipeline.backtest.variants import AnomalyOnly, RuleBaseline
 from pipeline.engine import DeviceState, EngineConfig, Evaluator, Scorer, Trainer
+from pipeline.engine.timepolicy import FROM_THE_FUTURE, TimeGate
 from schemas import FailureEvent, Telemetry, TrainingExample
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,8 @@ class BacktestResult:
     failed_devices: list[str]
     """Devices with a failure event, then those failing only in the ground truth."""
     model_versions: dict[str, int]
+    refused: int = 0
+    """Events the time policy refused (``pipeline/engine/timepolicy.py``), as the worker would."""
 
 
 def peak_rss_mb() -> float:
@@ -101,10 +104,40 @@ def run_backtest(
                 scorer.install(trainer.model())
                 published += 1
 
+    gate = TimeGate()
+    newest: dict[str, float] = {}
+    suspects: dict[str, float] = {}
+    refused = 0
+
+    def admit(event: Telemetry | FailureEvent) -> bool:
+        """The worker's time policy: the same events are refused here as there."""
+        nonlocal refused
+        t = event.ts.timestamp()
+        if isinstance(event, Telemetry):
+            device_id = event.device_id
+            reason = gate.reading(t, newest.get(device_id), suspects.get(device_id))
+            if reason is None:
+                suspects.pop(device_id, None)
+                newest[device_id] = t
+                gate.observe(t)
+                return True
+            if reason.startswith(FROM_THE_FUTURE):
+                suspects[device_id] = t
+            else:
+                suspects.pop(device_id, None)
+        elif gate.event(t) is None:
+            return True
+        refused += 1
+        if refused <= 10:
+            log.warning("backtest.event_refused", device_id=event.device_id, reason=reason)
+        return False
+
     started = time.perf_counter()
     cpu_started = time.process_time()
     for event in events:
         device_id = event.device_id
+        if not admit(event):
+            continue
         if isinstance(event, Telemetry):
             step = scorer.on_telemetry(states.get(device_id), event)
             states[device_id] = step.state
@@ -180,4 +213,5 @@ def run_backtest(
         series=series,
         failed_devices=[*failed, *(d for d in (ground_truth or {}) if d not in set(failed))],
         model_versions={group: scorer.model_version(group) for group in trainers},
+        refused=refused,
     )

@@ -13,7 +13,7 @@ from pipeline.engine.config import FLEET_GROUP, EngineConfig
 from pipeline.engine.features import Layout, make_layout
 from pipeline.engine.fleet import FleetModel, ScoringModel
 from pipeline.engine.policy import CLEAR, RAISE, Policy, alert_id
-from pipeline.engine.state import DeviceState
+from pipeline.engine.state import MAX_DEVICE_METRICS, DeviceState
 from schemas import (
     Alert,
     Factor,
@@ -26,6 +26,10 @@ from schemas import (
 
 UNKNOWN_TYPE = "unknown"
 TYPE_PREFIX = "type="
+
+MAX_LAYOUTS = 1024
+"""Feature layouts cached per scorer; the cache starts over when full (a layout is
+rebuilt from a device's metric names on demand)."""
 
 
 class Candidate(NamedTuple):
@@ -170,6 +174,9 @@ class Scorer:
         """The feature layout for a device's metric names (cached)."""
         layout = self._layouts.get(metrics)
         if layout is None:
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()
+                self._metric_sets.clear()
             layout = self._layouts[metrics] = make_layout(metrics, self._kind_of)
             self._metric_sets[metrics] = frozenset(metrics)
         return layout
@@ -204,6 +211,8 @@ class Scorer:
         if known is None or not metrics.keys() <= known:
             new = sorted(set(metrics) - set(state.metrics))
             if new:
+                if len(state.metrics) + len(new) > MAX_DEVICE_METRICS:
+                    state.keep_metrics(set(metrics))
                 state.add_metrics(new)
         layout = self._layouts.get(state.metrics) or self.layout(state.metrics)
 
@@ -374,6 +383,8 @@ class Scorer:
             return None
         name = self._type_features.get(device_type)
         if name is None:
+            if len(self._type_features) >= MAX_LAYOUTS:
+                self._type_features.clear()
             name = self._type_features[device_type] = TYPE_PREFIX + device_type
         return name
 

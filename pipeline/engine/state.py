@@ -7,6 +7,20 @@ from typing import Any
 
 from pipeline.engine.features import SLOTS
 
+MAX_DEVICE_METRICS = 512
+"""Metric names one device's state tracks at most (a reading carries at most as many).
+
+A reading whose new names would take a device past this limit ages out every metric
+the reading does not carry (see :meth:`DeviceState.keep_metrics`): devices that name a
+metric per container or process keep the metrics they report now, not every name they
+ever used.
+"""
+
+MAX_STATE_BYTES = 512 * 1024
+"""Size limit of one device's state (:meth:`DeviceState.estimated_bytes`). The metric
+limit and ``max_pending`` keep every state below it; a message that would take a
+state past it is refused and dead-lettered, the state left as it was."""
+
 
 class DeviceState:
     """Everything the engine remembers about one device; small, flat and picklable.
@@ -74,6 +88,49 @@ class DeviceState:
         """Append new metrics (their slots start empty: ``NOBS`` = 0)."""
         self.metrics = (*self.metrics, *names)
         self.vals.extend([0.0] * (SLOTS * len(names)))
+
+    def keep_metrics(self, names: set[str]) -> int:
+        """Age out every metric not in ``names``; returns how many were dropped.
+
+        The feature vectors still awaiting a label were computed over the old metric
+        layout, so they are dropped too (counted in ``dropped``).
+        """
+        kept = [i for i, name in enumerate(self.metrics) if name in names]
+        removed = len(self.metrics) - len(kept)
+        if removed:
+            vals = self.vals
+            self.vals = [v for i in kept for v in vals[i * SLOTS : (i + 1) * SLOTS]]
+            self.metrics = tuple(self.metrics[i] for i in kept)
+            self.dropped += len(self.pend_ts)
+            self.pend_ts = array("d")
+            self.pend_width = array("H")
+            self.pend_flag = array("B")
+            self.pend_vec = array("f")
+        return removed
+
+    def estimated_bytes(self) -> int:
+        """Approximate pickled size in bytes (containers dominate it)."""
+        return (
+            8 * len(self.vals)
+            + sum(len(name) + 5 for name in self.metrics)
+            + 13 * len(self.pend_ts)
+            + 4 * len(self.pend_vec)
+            + len(self.device_id)
+            + len(self.device_type)
+            + len(self.group)
+            + 200
+        )
+
+    def copy(self) -> DeviceState:
+        """An independent copy (containers copied), for copy-on-write callers."""
+        clone = DeviceState.__new__(DeviceState)
+        clone.__setstate__(self.__getstate__())
+        clone.vals = list(self.vals)
+        clone.pend_ts = array("d", self.pend_ts)
+        clone.pend_width = array("H", self.pend_width)
+        clone.pend_flag = array("B", self.pend_flag)
+        clone.pend_vec = array("f", self.pend_vec)
+        return clone
 
     def reset_features(self) -> None:
         """Forget the device's baseline and watch-list mark (after a repair or failure)."""

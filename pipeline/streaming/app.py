@@ -132,6 +132,9 @@ class Worker:
         self.readings = 0
         self.rejected = 0
         self.duplicates = 0
+        self.offset_resets = 0
+        self.partition_changes = 0
+        self.internal_errors = 0
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.labels: dict[tuple[str, bool], int] = {}
 
@@ -210,7 +213,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     streams: dict[str, Stream] = {}
 
     def current_record(device_key: bytes) -> DeviceRecord | None:
-        device_id = device_key.decode()
+        try:
+            device_id = device_key.decode()
+        except UnicodeDecodeError:
+            return None  # not a device id: intake rejects the message
         staged = worker.pending.states.get(device_id)
         if staged is not None:
             return staged.record
@@ -243,17 +249,39 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         worker.pending.sends.append(fut)
 
     async def route(outcome: Outcome, event: Event) -> None:
+        message = event.message
+        if outcome.internal_error:
+            worker.internal_errors += 1
+        if outcome.offset_reset or outcome.partition_change:
+            kind = "offset_reset" if outcome.offset_reset else "partition_change"
+            if outcome.offset_reset:
+                worker.offset_resets += 1
+            else:
+                worker.partition_changes += 1
+            log.warning(
+                kind,
+                device_id=outcome.device_id,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+        if outcome.device_id is not None and outcome.record is not None:
+            worker.pending.states[outcome.device_id] = Staged(
+                outcome.record, seal(key, outcome.record), event
+            )
         if outcome.rejected is not None:
             await send_rejected(outcome.rejected)
             return
         if outcome.duplicate:
             worker.duplicates += 1
+            log.info(
+                "duplicate_skipped",
+                device_id=outcome.device_id,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
             return
-        assert outcome.device_id is not None
-        assert outcome.record is not None
-        worker.pending.states[outcome.device_id] = Staged(
-            outcome.record, seal(key, outcome.record), event
-        )
         worker.sink.add(outcome.lines())
         for prediction in outcome.predictions:
             worker.readings += 1
@@ -287,6 +315,19 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             worker.pending = Checkpoint(states=dict(batch.states))
             started = time.monotonic()
             await worker.sink.flush()
+            for point, reason in worker.sink.take_refused():
+                envelope = rejected(
+                    Rejection(f"InfluxDB refused the point: {reason}"),
+                    topic="influxdb",
+                    partition=None,
+                    offset=None,
+                    key=None,
+                    value=point.encode(),
+                )
+                worker.rejected += 1
+                batch.sends.append(
+                    await dead_letter_topic.send(value=envelope.model_dump_json().encode())
+                )
             flushed = time.monotonic()
             if batch.sends:
                 await asyncio.gather(*batch.sends)
@@ -321,7 +362,23 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             key = message.key if isinstance(message.key, bytes) else None
             value = message.value if isinstance(message.value, bytes) else None
             device_key = key if key is not None else b""
-            outcome = worker.processor.handle(source, key, value, current_record(device_key))
+            try:
+                record = current_record(device_key)
+            except Exception as error:  # an unreadable stored record: this message only
+                log.exception("device_record_unreadable", key=device_key[:80])
+                outcome = Outcome(
+                    internal_error=True,
+                    rejected=rejected(
+                        Rejection(f"device record unreadable: {type(error).__name__}: {error}"),
+                        topic=source.topic,
+                        partition=source.partition,
+                        offset=source.offset,
+                        key=key,
+                        value=value,
+                    ),
+                )
+            else:
+                outcome = worker.processor.handle(source, key, value, record)
             if outcome.device_id is not None and outcome.device_id.encode() != device_key:
                 outcome = Outcome(
                     rejected=rejected(
