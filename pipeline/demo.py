@@ -29,6 +29,7 @@ from pipeline.datasets import Dataset, Event
 from pipeline.errors import ForewarnError
 from pipeline.influx import count_points, influx_client
 from pipeline.replay import ReplayStats, replay
+from pipeline.security import kafka_options
 from pipeline.settings import Settings
 from schemas import Alert, FailureEvent
 
@@ -145,6 +146,7 @@ def read_alerts(settings: Settings, timeout_s: float = 30.0) -> list[Alert]:
     """Every alert on the topic (committed), oldest first."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -177,7 +179,9 @@ def read_alerts(settings: Settings, timeout_s: float = 30.0) -> list[Alert]:
 
 def count_messages(settings: Settings, topic: str) -> int:
     """Messages currently on ``topic`` (end minus beginning offsets)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, **kafka_options(settings)
+    )
     try:
         partitions = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())

@@ -18,6 +18,7 @@ from pipeline.cli.engine_options import engine_config_for
 from pipeline.datasets import FORMATS, open_dataset
 from pipeline.logging import configure_logging
 from pipeline.replay import Pace, ReplayStats, replay
+from pipeline.security import kafka_options
 from pipeline.settings import load_settings
 from schemas import Alert
 
@@ -108,6 +109,7 @@ def alerts(
     consumer = KafkaConsumer(
         settings.topic(topics.ALERTS),
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",

@@ -11,7 +11,7 @@ the backtest) ask a :class:`TimeGate` before a reading reaches the scorer:
 - **from the future**: a reading more than ``FUTURE_TOLERANCE`` after the newest
   event time this gate has accepted from any device (the *watermark*) is refused,
   unless the same device's previous message was refused for the same reason and this
-  one is not older than it: two consecutive readings confirm that the device's clock
+  one is later than it: two consecutive readings confirm that the device's clock
   (or the whole fleet's, after a gap in the data) really moved on. A failure event or
   a verdict from the future is refused the same way, without the confirmation.
 
@@ -64,7 +64,7 @@ class TimeGate:
                 f"{OUT_OF_ORDER}: reading at {_iso(t)} is not after the device's newest "
                 f"reading at {_iso(newest)}"
             )
-        if suspect is not None and t >= suspect:
+        if suspect is not None and t > suspect:
             return None
         return self.event(t)
 

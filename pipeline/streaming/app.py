@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from pipeline import topics
 from pipeline.engine import EngineConfig, Evaluator, FleetModel, Scorer, Trainer
+from pipeline.security import faust_broker_credentials, kafka_options
 from pipeline.settings import Settings
 from pipeline.streaming.health import HealthReporter
 from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
@@ -178,6 +179,7 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "producer_linger": 0.02,
         "producer_max_batch_size": 1024 * 1024,
         "processing_guarantee": "at_least_once",
+        "broker_credentials": faust_broker_credentials(settings),
     }
 
 
@@ -332,6 +334,9 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             if batch.sends:
                 await asyncio.gather(*batch.sends)
             sent = time.monotonic()
+            if settings.fault_pause_after_points_s and batch.states:
+                log.warning("checkpoint_paused", states=len(batch.states))
+                await asyncio.sleep(settings.fault_pause_after_points_s)
             stream = streams["device_events"]
             for device_id, staged in batch.states.items():
                 stream._set_current_event(staged.event)  # the table writes to its partition
@@ -462,7 +467,9 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
 
     @app.task
     async def follow_models() -> None:
-        await worker.models.follow(settings.kafka_bootstrap, settings.topic(topics.MODELS))
+        await worker.models.follow(
+            settings.kafka_bootstrap, settings.topic(topics.MODELS), options=kafka_options(settings)
+        )
 
     health = HealthReporter(app, worker)
 

@@ -8,6 +8,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
+from pipeline.security import influx_options
 from pipeline.settings import Settings
 
 
@@ -30,6 +31,7 @@ class InfluxWriter:
                 token=self._settings.influx_token.get_secret_value(),
                 org=self._settings.influx_org,
                 timeout=30_000,
+                **influx_options(self._settings),
             )
         await self._client.write_api().write(
             bucket=self._settings.influx_bucket,
