@@ -51,8 +51,10 @@ test-unit: venv ## Unit tests only (no servers needed)
 test: venv up lint ## Everything: install, start servers if needed, lint, all tests
 	@$(BIN)/pytest -q
 
-demo: venv up ## The main job: stream the Backblaze sample through a worker and summarise
-	@$(BIN)/forewarn demo
+# The demo starts the servers but not the default deployment's topics: it has its own.
+demo: venv ## The main job: stream the Backblaze sample through a worker and summarise
+	@bash infra/local/servers.sh up
+	@$(BIN)/forewarn demo $(DEMO_ARGS)
 
 bench: venv ## Engine benchmarks (see docs/benchmarks.md)
 	@$(BIN)/python bench/engine_throughput.py

@@ -3,39 +3,132 @@
 Everything here is orchestration of real pieces: the worker is a separate
 ``forewarn worker`` process, the data goes through Kafka, the prediction count comes
 from a Flux query, the alerts from the ``alerts`` topic.
+
+A demo run lives in a namespace of its own (:class:`DemoNamespace`): fresh topics
+``<namespace>.<run>.<topic>``, the bucket ``<namespace>`` (dropped and created again)
+and a run directory for the worker's state and logs. Starting a run removes the
+namespace's previous runs and nothing else, so ``make demo`` can run any number of
+times in a row and never touches the configured deployment's topics or bucket.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import structlog
+from influxdb_client.client.exceptions import InfluxDBError
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import UnknownTopicOrPartitionError
+from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from pydantic import ValidationError
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from pipeline import topics
 from pipeline.datasets import Dataset, Event
-from pipeline.errors import ForewarnError
-from pipeline.influx import count_points, influx_client
+from pipeline.errors import ConfigError, ForewarnError
+from pipeline.influx import count_points, flux_string, influx_client
 from pipeline.replay import ReplayStats, replay
 from pipeline.security import kafka_options
 from pipeline.settings import Settings
+from pipeline.topics import admin_client, ensure_topics
 from schemas import Alert, FailureEvent
 
 log = structlog.get_logger(__name__)
 
-DELETE_FROM = "1970-01-01T00:00:00Z"
+EPOCH = "1970-01-01T00:00:00Z"
+DEFAULT_NAMESPACE = "forewarn-demo"
+_NAMESPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class DemoNamespace:
+    """Where one demo run lives, apart from the configured deployment.
+
+    ``name`` is the namespace (``--namespace``, lower-case letters, digits and ``-``);
+    ``run`` names this run. Topics are ``<name>.<run>.<topic>``, the InfluxDB bucket is
+    ``<name>``, the worker (Faust app and consumer group) is ``<name>.<run>``, files go
+    under ``<state dir>/demo/<name>/<run>/``.
+    """
+
+    name: str
+    run: str
+
+    @classmethod
+    def fresh(cls, name: str = DEFAULT_NAMESPACE, *, now: datetime | None = None) -> DemoNamespace:
+        """A new run in namespace ``name``; ``ConfigError`` naming ``--namespace`` if invalid."""
+        if not _NAMESPACE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"--namespace must be 1-63 lower-case letters, digits or '-', "
+                f"starting with a letter or digit; got {name!r}"
+            )
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+        return cls(name, f"{stamp}-{uuid.uuid4().hex[:4]}")
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"{self.name}.{self.run}."
+
+    def owns_topic(self, topic: str) -> bool:
+        """Whether ``topic`` belongs to some run of this namespace (this one or an older one)."""
+        return topic.startswith(f"{self.name}.")
+
+    def home(self, base: Settings) -> Path:
+        """The directory holding every run of this namespace."""
+        return base.state_dir / "demo" / self.name
+
+    def run_dir(self, base: Settings) -> Path:
+        """This run's directory: the worker's state, ``worker.log`` and ``demo.log``."""
+        return self.home(base) / self.run
+
+    def settings(self, base: Settings) -> Settings:
+        """``base`` moved into this run's topics, bucket, worker id and state directory."""
+        return base.model_copy(
+            update={
+                "topic_prefix": self.topic_prefix,
+                "influx_bucket": self.name,
+                "worker_id": f"{self.name}.{self.run}",
+                "state_dir": self.run_dir(base),
+            }
+        )
+
+    def worker_env(self, base: Settings) -> dict[str, str]:
+        """The environment that puts a ``forewarn worker`` into this run."""
+        settings = self.settings(base)
+        return {
+            "FOREWARN_TOPIC_PREFIX": settings.topic_prefix,
+            "FOREWARN_INFLUX_BUCKET": settings.influx_bucket,
+            "FOREWARN_WORKER_ID": settings.worker_id,
+            "FOREWARN_STATE_DIR": str(settings.state_dir),
+            "FOREWARN_LOG_FORMAT": "json",
+        }
+
+    def check_apart_from(self, base: Settings) -> None:
+        """``ConfigError`` if this namespace would touch the configured deployment."""
+        if base.influx_bucket == self.name:
+            raise ConfigError(
+                f"--namespace {self.name} is the configured deployment's bucket "
+                "(FOREWARN_INFLUX_BUCKET); the demo would drop it: choose another namespace"
+            )
+        if self.owns_topic(base.topic_prefix):
+            raise ConfigError(
+                f"--namespace {self.name} covers the configured deployment's topics "
+                f"(FOREWARN_TOPIC_PREFIX={base.topic_prefix}): choose another namespace"
+            )
 
 
 @dataclass
@@ -43,6 +136,11 @@ class DemoSummary:
     """What a person needs to judge the run; also written as ``demo-summary.json``."""
 
     dataset: str
+    namespace: str = ""
+    topic_prefix: str = ""
+    influx_bucket: str = ""
+    data_from: str | None = None
+    data_to: str | None = None
     readings: int = 0
     predictions_in_influxdb: int = 0
     alerts_raised: int = 0
@@ -55,7 +153,9 @@ class DemoSummary:
     rejected: int = 0
     readings_per_second: float = 0.0
     wall_seconds: float = 0.0
+    stop_seconds: float = 0.0
     horizon_days: float = 14.0
+    run_dir: str = ""
     worker_log: str = ""
 
     def as_json(self) -> dict[str, Any]:
@@ -79,10 +179,9 @@ class WorkerProcess:
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace").splitlines()[-5:]
             raise ForewarnError(
                 f"the worker exited with code {self.process.returncode}; "
-                f"last log lines: {' | '.join(tail)}"
+                f"the end of its log says why: {self.log_path}"
             )
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -91,55 +190,111 @@ class WorkerProcess:
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                log.warning("worker_killed", after_s=timeout_s, log=str(self.log_path))
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=timeout_s)
         self._log.close()
 
 
-def reset_deployment(settings: Settings) -> None:
-    """Start from empty topics and no stored predictions (the demo owns the local servers)."""
-    from pipeline.topics import TOPICS, admin_client, ensure_topics
+def first_line(error: BaseException) -> str:
+    """``"<type>: <first line of the message>"``, at most 240 characters, for one-line errors."""
+    name = type(error).__name__
+    status, reason = getattr(error, "status", None), getattr(error, "reason", None)
+    if isinstance(error, InfluxDBError) and status is not None:
+        return f"{name}: HTTP {status} {reason or ''}".strip()
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else ""
+    while line.startswith(name):  # kafka-python's errors repeat their own name
+        line = line[len(name) :].lstrip(": ")
+    return f"{name}: {line}"[:240] if line else name
 
-    admin = admin_client(settings)
+
+@contextmanager
+def server_step(doing: str, settings: Settings) -> Iterator[None]:
+    """Turn a Kafka or InfluxDB failure during ``doing`` into a one-line ``ForewarnError``."""
     try:
-        existing = set(admin.list_topics())
-        doomed = [settings.topic(spec.name) for spec in TOPICS]
-        doomed = [name for name in doomed if name in existing]
-        if doomed:
-            admin.delete_topics(doomed)
-        give_up = time.monotonic() + 60
-        while time.monotonic() < give_up and set(admin.list_topics()) & set(doomed):
-            time.sleep(0.2)  # topic deletion completes asynchronously on the broker
-    finally:
-        admin.close()
-    created: list[str] = []
-    give_up = time.monotonic() + 60
-    while True:
+        yield
+    except ForewarnError:
+        raise
+    except KafkaError as error:
+        raise ForewarnError(
+            f"{doing}: Kafka at {settings.kafka_bootstrap} failed ({first_line(error)}); "
+            "check the servers with `make status` (start them with `make up`)"
+        ) from error
+    except (InfluxDBError, Urllib3Error) as error:
+        raise ForewarnError(
+            f"{doing}: InfluxDB at {settings.influx_url} failed ({first_line(error)}); "
+            "check the servers with `make status` (start them with `make up`), "
+            "then `forewarn doctor`"
+        ) from error
+
+
+def reset_namespace(base: Settings, namespace: DemoNamespace) -> list[str]:
+    """Remove the namespace's earlier runs; create this run's topics and an empty bucket.
+
+    The bucket ``namespace.name`` is dropped and created again (infinite retention:
+    replayed data is years old; dropping a bucket does not grow with its size the way
+    deleting its points does), earlier runs' topics are deleted (Kafka finishes that in
+    the background; this run's topics have other names, so nothing waits for it) and
+    the earlier run directories are removed. Returns the topics created.
+    """
+    namespace.check_apart_from(base)
+    started = time.monotonic()
+    with (
+        server_step(f"recreating the InfluxDB bucket {namespace.name!r}", base),
+        influx_client(base, timeout_ms=120_000) as client,
+    ):
+        buckets = client.buckets_api()
+        bucket = buckets.find_bucket_by_name(namespace.name)
+        if bucket is not None:
+            buckets.delete_bucket(bucket)
+        buckets.create_bucket(bucket_name=namespace.name, org=base.influx_org)
+    with server_step("removing the previous demo's topics", base):
+        admin = admin_client(base)
         try:
-            created = ensure_topics(settings)
-            break
-        except Exception:  # the broker may still be finishing the deletion
-            if time.monotonic() > give_up:
-                raise
-            time.sleep(0.5)
-    with influx_client(settings) as client:
-        stop = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for measurement in ("prediction", "alert", "model_health", "pipeline_health"):
-            client.delete_api().delete(
-                DELETE_FROM,
-                stop,
-                f'_measurement="{measurement}"',
-                bucket=settings.influx_bucket,
-                org=settings.influx_org,
-            )
-    log.info("demo_reset", topics=len(created))
+            old = sorted(topic for topic in admin.list_topics() if namespace.owns_topic(topic))
+            if old:
+                try:
+                    admin.delete_topics(old)
+                except UnknownTopicOrPartitionError:
+                    log.info("demo_topics_already_deleting", topics=len(old))
+        finally:
+            admin.close()
+        log.info("demo_old_topics_deleted", namespace=namespace.name, topics=len(old))
+    run_settings = namespace.settings(base)
+    with server_step("creating the demo's topics", base):
+        created = ensure_topics(run_settings)
+    home = namespace.home(base)
+    if home.is_dir():
+        for old_run in home.iterdir():
+            if old_run.is_dir() and old_run.name != namespace.run:
+                shutil.rmtree(old_run, ignore_errors=True)
+    log.info(
+        "demo_reset",
+        namespace=namespace.name,
+        run=namespace.run,
+        topics=len(created),
+        seconds=round(time.monotonic() - started, 2),
+    )
+    return created
 
 
-def _recording_failures(events: Iterator[Event], failures: dict[str, datetime]) -> Iterator[Event]:
-    for event in events:
-        if isinstance(event, FailureEvent):
-            failures[event.device_id] = event.ts
-        yield event
+@dataclass
+class _Observed:
+    """What the demo saw go by while replaying: failures and the data's time range."""
+
+    failures: dict[str, datetime] = field(default_factory=dict)
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+
+    def watch(self, events: Iterable[Event]) -> Iterator[Event]:
+        for event in events:
+            if self.first_ts is None:
+                self.first_ts = event.ts
+            self.last_ts = event.ts
+            if isinstance(event, FailureEvent):
+                self.failures[event.device_id] = event.ts
+            yield event
 
 
 def read_alerts(settings: Settings, timeout_s: float = 30.0) -> list[Alert]:
@@ -219,57 +374,200 @@ def score_alerts(
     summary.false_alarm_devices = sum(1 for device in raises if device not in failures)
 
 
-def run_demo(
+def _iso(ts: datetime | None) -> str | None:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else None
+
+
+class _StallWatch:
+    """Notices when a count has stopped growing for ``limit_s`` seconds."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.best = -1
+        self._since = time.monotonic()
+
+    def stalled(self, count: int) -> bool:
+        if count > self.best:
+            self.best, self._since = count, time.monotonic()
+        return time.monotonic() - self._since > self.limit_s
+
+
+def _input_ends(settings: Settings) -> dict[TopicPartition, int]:
+    """End offsets of the worker's input topics that the replay wrote to."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    try:
+        partitions = [
+            TopicPartition(settings.topic(name), p)
+            for name in (topics.TELEMETRY, topics.FAILURES)
+            for p in sorted(consumer.partitions_for_topic(settings.topic(name)) or ())
+        ]
+        ends: dict[TopicPartition, int] = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+    return ends
+
+
+def _wait_for_commits(
     settings: Settings,
-    dataset: Dataset,
-    *,
-    horizon: timedelta,
-    on_replay: Callable[[ReplayStats], None],
-    on_stored: Callable[[int, int], None],
-    wait_timeout_s: float = 900.0,
-) -> DemoSummary:
-    """Reset, start a worker, replay, wait for every prediction, and summarise."""
-    started = time.monotonic()
-    summary = DemoSummary(dataset=dataset.name, horizon_days=horizon.total_seconds() / 86400)
-    reset_deployment(settings)
-    worker_id = f"forewarn-demo-{datetime.now(UTC):%Y%m%d%H%M%S}"
-    log_path = settings.state_dir / "demo" / f"{worker_id}.log"
-    summary.worker_log = str(log_path)
-    worker = WorkerProcess(
-        {"FOREWARN_WORKER_ID": worker_id, "FOREWARN_LOG_FORMAT": "json"}, log_path
+    worker: WorkerProcess,
+    on_processed: Callable[[int, int], None],
+    stall_timeout_s: float,
+) -> None:
+    """Wait until the worker has committed every replayed message.
+
+    The worker commits an input offset only after the message's points are in InfluxDB
+    and its outputs in Kafka (docs/streaming.md), so its consumer group's committed
+    offsets are a cheap progress count; a Flux count of every point, polled, would
+    load InfluxDB while it is busy storing them.
+    """
+    ends = _input_ends(settings)
+    total = sum(ends.values())
+    watch = _StallWatch(stall_timeout_s)
+    offsets = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.worker_id,  # reads the group's commits; never joins it
+        enable_auto_commit=False,
     )
     try:
-        failures: dict[str, datetime] = {}
-        replay_started = time.monotonic()
-        stats = replay(
-            settings,
-            _recording_failures(iter(dataset.events()), failures),
-            on_progress=on_replay,
-        )
-        summary.readings = stats.readings
-        with influx_client(settings, timeout_ms=60_000) as client:
-            give_up = time.monotonic() + wait_timeout_s
-            stored = 0
-            while True:
-                worker.check_alive()
-                stored = count_points(
-                    client, settings, measurement="prediction", field="risk", start=DELETE_FROM
+        while True:
+            worker.check_alive()
+            done = sum(min(offsets.committed(tp) or 0, end) for tp, end in ends.items())
+            on_processed(done, total)
+            if done >= total:
+                return
+            if watch.stalled(done):
+                raise ForewarnError(
+                    f"the worker has processed {done:,} of {total:,} messages and no more "
+                    f"for {stall_timeout_s:.0f} s; its log says why: {worker.log_path}"
                 )
-                on_stored(stored, stats.readings)
-                if stored >= stats.readings:
-                    break
-                if time.monotonic() > give_up:
-                    raise ForewarnError(
-                        f"only {stored:,} of {stats.readings:,} predictions stored after "
-                        f"{wait_timeout_s:.0f} s; see {log_path}"
-                    )
-                time.sleep(3.0)  # polling InfluxDB (a full Flux count), bounded by the deadline
+            time.sleep(1.0)  # polling committed offsets, bounded by the stall limit
+    finally:
+        offsets.close()
+
+
+def _wait_for_predictions(
+    settings: Settings,
+    worker: WorkerProcess,
+    expected: int,
+    on_stored: Callable[[int, int], None],
+    stall_timeout_s: float,
+) -> int:
+    """Poll the Flux count until ``expected`` predictions are stored; return the count.
+
+    Gives up with a one-line error once the count has not grown for ``stall_timeout_s``.
+    A count query that times out is retried at the next poll.
+    """
+    stored = 0
+    watch = _StallWatch(stall_timeout_s)
+    with influx_client(settings, timeout_ms=60_000) as client:
+        while True:
+            worker.check_alive()
+            try:
+                stored = count_points(
+                    client, settings, measurement="prediction", field="risk", start=EPOCH
+                )
+            except Urllib3Timeout as error:
+                log.info("prediction_count_timed_out", error=first_line(error))
+            on_stored(stored, expected)
+            if stored >= expected:
+                return stored
+            if watch.stalled(stored):
+                raise ForewarnError(
+                    f"only {stored:,} of {expected:,} predictions stored, none new for "
+                    f"{stall_timeout_s:.0f} s; the worker's log says why: {worker.log_path}"
+                )
+            time.sleep(3.0)  # polling InfluxDB, bounded by the stall limit
+
+
+def run_demo(
+    base: Settings,
+    dataset: Dataset,
+    *,
+    namespace: DemoNamespace,
+    horizon: timedelta,
+    on_replay: Callable[[ReplayStats], None],
+    on_processed: Callable[[int, int], None],
+    on_stored: Callable[[int, int], None],
+    limit: int | None = None,
+    stall_timeout_s: float = 180.0,
+    worker_stop_timeout_s: float = 10.0,
+) -> DemoSummary:
+    """Reset the namespace, start a worker, replay, wait for every prediction, summarise.
+
+    ``limit`` replays only the dataset's first ``limit`` messages (readings and
+    failures). ``wall_seconds`` is the demo's work from the reset to the last count;
+    ``stop_seconds`` the worker's shutdown after it. Every expected failure is a
+    one-line ``ForewarnError``.
+    """
+    started = time.monotonic()
+    settings = namespace.settings(base)
+    summary = DemoSummary(
+        dataset=dataset.name,
+        namespace=namespace.name,
+        topic_prefix=settings.topic_prefix,
+        influx_bucket=settings.influx_bucket,
+        horizon_days=horizon.total_seconds() / 86400,
+        run_dir=str(namespace.run_dir(base)),
+    )
+    reset_namespace(base, namespace)
+    log_path = namespace.run_dir(base) / "worker.log"
+    summary.worker_log = str(log_path)
+    worker = WorkerProcess(namespace.worker_env(base), log_path)
+    try:
+        observed = _Observed()
+        events: Iterable[Event] = dataset.events()
+        if limit is not None:
+            events = itertools.islice(events, limit)
+        replay_started = time.monotonic()
+        with server_step("replaying the dataset into Kafka", settings):
+            stats = replay(settings, observed.watch(events), on_progress=on_replay)
+        summary.readings = stats.readings
+        summary.data_from, summary.data_to = _iso(observed.first_ts), _iso(observed.last_ts)
+        with server_step("waiting for the worker", settings):
+            _wait_for_commits(settings, worker, on_processed, stall_timeout_s)
+        with server_step("counting the stored predictions", settings):
+            stored = _wait_for_predictions(
+                settings, worker, stats.readings, on_stored, stall_timeout_s
+            )
         processing_seconds = time.monotonic() - replay_started
         summary.predictions_in_influxdb = stored
         summary.readings_per_second = round(stats.readings / processing_seconds, 1)
-        score_alerts(summary, read_alerts(settings), failures, horizon)
-        summary.rejected = count_messages(settings, settings.topic(topics.DEAD_LETTER))
+        with server_step("reading the alerts back", settings):
+            score_alerts(summary, read_alerts(settings), observed.failures, horizon)
+            summary.rejected = count_messages(settings, settings.topic(topics.DEAD_LETTER))
+        summary.wall_seconds = round(time.monotonic() - started, 1)
     finally:
-        worker.stop()
-    summary.wall_seconds = round(time.monotonic() - started, 1)
+        # Everything is committed and counted by now: a worker that does not stop
+        # cleanly in a few seconds loses nothing by being killed.
+        stopping = time.monotonic()
+        worker.stop(timeout_s=worker_stop_timeout_s)
+        summary.stop_seconds = round(time.monotonic() - stopping, 1)
     return summary
+
+
+def data_days(summary: DemoSummary) -> tuple[datetime, datetime] | None:
+    """Midnight (UTC) of the first replayed day and of the day after the last one."""
+    if summary.data_from is None or summary.data_to is None:
+        return None
+    first = datetime.fromisoformat(summary.data_from).replace(hour=0, minute=0, second=0)
+    last = datetime.fromisoformat(summary.data_to).replace(hour=0, minute=0, second=0)
+    return first, last + timedelta(days=1)
+
+
+def flux_range(summary: DemoSummary) -> str:
+    """A Flux query selecting the replayed data in the demo's bucket."""
+    days = data_days(summary)
+    span = (
+        f"start: {days[0]:%Y-%m-%dT%H:%M:%SZ}, stop: {days[1]:%Y-%m-%dT%H:%M:%SZ}"
+        if days
+        else f"start: {EPOCH}"
+    )
+    return f"from(bucket: {flux_string(summary.influx_bucket)}) |> range({span})"
+
+
+def grafana_time_range(summary: DemoSummary) -> str:
+    """Grafana's URL parameters (epoch milliseconds) covering the replayed data's days."""
+    days = data_days(summary)
+    if days is None:
+        return ""
+    return f"from={int(days[0].timestamp() * 1000)}&to={int(days[1].timestamp() * 1000)}"

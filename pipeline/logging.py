@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Literal
 
 import structlog
 
 _configured = False
 
+NOISY_LIBRARIES = ("kafka", "aiokafka", "faust", "mode", "urllib3", "influxdb_client")
+
 
 def configure_logging(
-    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto"
+    level: str = "info",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    *,
+    log_file: Path | None = None,
 ) -> None:
-    """Configure structlog and stdlib logging once: JSON unless stderr is a terminal."""
+    """Configure structlog and stdlib logging once: JSON unless stderr is a terminal.
+
+    With ``log_file`` every log line (ours, the libraries' and Python's ``warnings``)
+    goes to that file as JSON, none to the console: for commands whose console is a
+    person's progress display (``forewarn demo``). The file is appended to.
+    """
     global _configured  # noqa: PLW0603 - configuration is process-wide by nature
     if _configured:
         return
-    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    use_console = log_file is None and (fmt == "console" or (fmt == "auto" and sys.stderr.isatty()))
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
@@ -33,10 +44,16 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        logging.captureWarnings(True)  # a library's DeprecationWarning is log noise too
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *([] if use_console else [structlog.processors.format_exc_info]),
@@ -47,6 +64,6 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("kafka", "aiokafka", "faust", "mode", "urllib3", "influxdb_client"):
+    for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     _configured = True

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     """Fault injection for tests: seconds a checkpoint waits between its InfluxDB write and
     its state write (0 in every real deployment)."""
 
+    metric_catalogue: Path | None = None
+    """TOML file of extra metric names/units for explanations (docs/operators.md)."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -6,8 +6,10 @@ from pydantic import BaseModel
 
 from schemas._base import SCHEMA_VERSION
 from schemas.outputs import (
+    ALERT_SCHEMA_VERSION,
     Alert,
     AlertAction,
+    Explanation,
     Factor,
     LabelSource,
     ModelSnapshot,
@@ -19,9 +21,11 @@ from schemas.outputs import (
 from schemas.telemetry import FailureEvent, Feedback, Telemetry, Verdict
 
 __all__ = [
+    "ALERT_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "Alert",
     "AlertAction",
+    "Explanation",
     "Factor",
     "FailureEvent",
     "Feedback",

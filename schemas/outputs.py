@@ -8,11 +8,11 @@ from pydantic import Field
 
 from schemas._base import (
     MAX_FEATURES,
-    SCHEMA_VERSION,
     DeviceId,
     FeatureName,
     Label,
     Message,
+    MetricName,
     Probability,
     Text,
     UtcDatetime,
@@ -20,13 +20,49 @@ from schemas._base import (
 
 MAX_FACTORS = 10
 
+ALERT_SCHEMA_VERSION = 2
+"""Version 2 added ``threshold``, ``explanations`` and ``counters_rose`` (docs/operators.md)."""
+
 
 class Factor(Message):
-    """One feature's share in a score: what an operator reads as "why"."""
+    """One feature's share in a score: what an operator reads as "why".
+
+    ``value`` is the engine's feature value (signed log space, not the raw reading);
+    ``label`` names the feature in plain words (``None`` in messages from before v2).
+    """
 
     feature: FeatureName
     value: float
     contribution: float
+    label: Text | None = None
+
+
+class Explanation(Message):
+    """One reason for an alert in the operator's terms (raw units, peers, recent change).
+
+    ``metric`` is ``None`` for factors that are not a metric (the anomaly score, the
+    device-type base rate); then ``value`` is the factor's own value. ``change`` is the
+    raw change over the last ``window_s`` seconds (``None``: no earlier reading in the
+    window). ``peer_share_below`` / ``peer_share_above`` are the shares (0-1) of sampled
+    readings of devices of type ``peer_group`` with a lower / higher value (``None``
+    until ``peer_samples`` reaches 100). ``contribution`` is the share of the risk's
+    log-odds (0 for an error counter listed only because it rose). ``text`` renders all
+    of it as one clause.
+    """
+
+    feature: FeatureName
+    metric: MetricName | None = None
+    name: Text
+    unit: Text = ""
+    value: float | None = None
+    change: float | None = None
+    window_s: float | None = Field(default=None, ge=0.0)
+    peer_group: Label | None = None
+    peer_share_below: Probability | None = None
+    peer_share_above: Probability | None = None
+    peer_samples: int = Field(default=0, ge=0)
+    contribution: float = 0.0
+    text: Text = ""
 
 
 class Prediction(Message):
@@ -51,10 +87,13 @@ class Alert(Message):
     """An alert raised or cleared: the ``alerts`` topic, keyed by ``device_id``.
 
     ``alert_id`` is derived from the device and the reading that raised it, so a
-    replay produces the same id and consumers can deduplicate on it.
+    replay produces the same id and consumers can deduplicate on it. ``threshold`` is
+    the raise threshold in force; ``severity`` is ``critical`` when the risk's odds are
+    at least ``critical_ratio`` times the threshold's and an error counter rose in the
+    recent window (``counters_rose``), else ``warning`` (docs/operators.md).
     """
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(default=ALERT_SCHEMA_VERSION, ge=1)
     alert_id: Label
     action: AlertAction
     device_id: DeviceId
@@ -69,6 +108,9 @@ class Alert(Message):
     top_factors: list[Factor] = Field(default_factory=list, max_length=MAX_FACTORS)
     model_version: int = Field(ge=0)
     reason: Text
+    threshold: Probability | None = None
+    explanations: list[Explanation] = Field(default_factory=list, max_length=MAX_FACTORS)
+    counters_rose: list[MetricName] = Field(default_factory=list, max_length=MAX_FACTORS)
 
 
 LabelSource = Literal["failure", "horizon", "feedback", "provisional"]

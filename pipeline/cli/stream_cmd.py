@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 from kafka import KafkaConsumer
 from pydantic import ValidationError
@@ -16,11 +17,22 @@ from pipeline import topics
 from pipeline.cli import app
 from pipeline.cli.engine_options import engine_config_for
 from pipeline.datasets import FORMATS, open_dataset
+from pipeline.demo import (
+    DEFAULT_NAMESPACE,
+    DemoSummary,
+    data_days,
+    first_line,
+    flux_range,
+    grafana_time_range,
+)
+from pipeline.errors import DatasetError, ForewarnError
 from pipeline.logging import configure_logging
 from pipeline.replay import Pace, ReplayStats, replay
 from pipeline.security import kafka_options
 from pipeline.settings import load_settings
 from schemas import Alert
+
+log = structlog.get_logger(__name__)
 
 
 @app.command()
@@ -82,15 +94,22 @@ def replay_cmd(
 
 
 def format_alert(alert: Alert) -> str:
-    """One readable line per alert."""
-    why = (
-        ", ".join(f"{factor.feature}={factor.value:g}" for factor in alert.top_factors[:3])
-        or alert.reason
+    """One readable line per alert: who, how risky against what threshold, and why.
+
+    Raised alerts list their explanations (plain metric names, raw values, recent
+    change, peers); cleared alerts say why they cleared. Alerts of schema version 1
+    have no explanations and fall back to their factors' feature names.
+    """
+    stamp = f"{alert.ts:%Y-%m-%d %H:%M}"
+    who = f"{alert.device_id} ({alert.device_type})"
+    if alert.action == "clear":
+        return f"{stamp} clear {'':<8} {who} · {alert.reason} [{alert.alert_id}]"
+    against = f" (threshold {alert.threshold:.3g})" if alert.threshold is not None else ""
+    why = "; ".join(e.text for e in alert.explanations[:4]) or (
+        ", ".join(f.label or f.feature for f in alert.top_factors[:3]) or alert.reason
     )
-    action = "RAISE" if alert.action == "raise" else "clear"
     return (
-        f"{alert.ts:%Y-%m-%d %H:%M} {action} {alert.severity:<8} {alert.device_id} "
-        f"({alert.device_type}) risk {alert.risk:.2f} · {why} · {alert.reason} "
+        f"{stamp} RAISE {alert.severity:<8} {who} risk {alert.risk:.3g}{against} · {why} "
         f"[{alert.alert_id}]"
     )
 
@@ -145,66 +164,115 @@ def demo(
     summary_file: Annotated[Path, typer.Option(help="Where to write the summary as JSON.")] = Path(
         "demo-summary.json"
     ),
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Replay only the first N messages (a quick look)."),
+    ] = None,
+    namespace: Annotated[
+        str,
+        typer.Option(
+            help="The demo's own topics (<namespace>.<run>.*) and bucket (<namespace>); "
+            "each run replaces the namespace's previous run."
+        ),
+    ] = DEFAULT_NAMESPACE,
 ) -> None:
     """The main job: stream the Backblaze sample through a worker and summarise what it found.
 
-    Resets the local deployment's topics and stored predictions first.
+    Runs in a namespace of its own; the configured deployment is never touched.
     """
     import json
 
-    from pipeline.demo import run_demo
+    from pipeline.demo import DemoNamespace, run_demo
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    space = DemoNamespace.fresh(namespace)
+    space.check_apart_from(settings)
+    run_dir = space.run_dir(settings)
+    demo_log = run_dir / "demo.log"
+    configure_logging(settings.log_level, "json", log_file=demo_log)
+    if not path.exists():
+        raise DatasetError(
+            f"no Backblaze data at {path}: the demo reads the shared data folder beside "
+            "the checkout (../shared/data), or give --path"
+        )
     dataset = open_dataset("backblaze", path)
     horizon = engine_config_for("backblaze", settings.engine_overrides).horizon
     typer.echo(
         f"Forewarn demo: {dataset.name} through Kafka {settings.kafka_bootstrap}, "
-        f"InfluxDB {settings.influx_url}"
+        f"InfluxDB {settings.influx_url}, namespace {space.name!r}"
     )
-    with Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        TextColumn("{task.completed:>9,.0f}"),
-        TimeElapsedColumn(),
-    ) as progress:
-        sent = progress.add_task("replaying into Kafka", total=None)
-        stored = progress.add_task("predictions in InfluxDB", total=None)
+    try:
+        with Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            TextColumn("{task.completed:>9,.0f}"),
+            TimeElapsedColumn(),
+        ) as progress:
+            sent = progress.add_task("replaying into Kafka", total=limit)
+            processed = progress.add_task("processed by the worker", total=None)
+            stored = progress.add_task("predictions in InfluxDB", total=None)
 
-        def on_replay(stats: ReplayStats) -> None:
-            progress.update(sent, completed=stats.readings)
+            def on_replay(stats: ReplayStats) -> None:
+                progress.update(sent, completed=stats.messages)
 
-        def on_stored(count: int, expected: int) -> None:
-            progress.update(sent, total=expected, completed=expected)
-            progress.update(stored, total=expected, completed=count)
+            def on_processed(done: int, total: int) -> None:
+                progress.update(sent, total=total, completed=total)
+                progress.update(processed, total=total, completed=done)
 
-        summary = run_demo(
-            settings, dataset, horizon=horizon, on_replay=on_replay, on_stored=on_stored
-        )
+            def on_stored(count: int, expected: int) -> None:
+                progress.update(stored, total=expected, completed=count)
+
+            summary = run_demo(
+                settings,
+                dataset,
+                namespace=space,
+                horizon=horizon,
+                limit=limit,
+                on_replay=on_replay,
+                on_processed=on_processed,
+                on_stored=on_stored,
+            )
+    except ForewarnError as error:
+        log.error("demo_failed", error=str(error))
+        raise
+    except Exception as error:  # a bug: its traceback goes to the log, one line to the person
+        log.exception("demo_failed")
+        raise ForewarnError(
+            f"the demo failed unexpectedly ({first_line(error)}); the traceback is in {demo_log}"
+        ) from error
     summary_file.write_text(json.dumps(summary.as_json(), indent=2) + "\n")
+    typer.echo("\n".join(demo_report(summary, summary_file, demo_log)))
+
+
+def demo_report(summary: DemoSummary, summary_file: Path, demo_log: Path) -> list[str]:
+    """The lines a person reads at the end of ``forewarn demo``."""
     lead = f"{summary.median_lead_days:.1f} days" if summary.median_lead_days is not None else "-"
-    typer.echo(
-        "\n".join(
-            [
-                "",
-                f"readings streamed        {summary.readings:,}",
-                f"predictions in InfluxDB  {summary.predictions_in_influxdb:,} (Flux count)",
-                f"alerts raised            {summary.alerts_raised:,} on "
-                f"{summary.devices_alerted:,} drives",
-                f"failed drives            {summary.failures}",
-                f"  detected in advance    {summary.failures_detected} "
-                f"({summary.failures_detected / max(summary.failures, 1):.0%}), "
-                f"median lead {lead}",
-                f"  drives alerted that did not fail: {summary.false_alarm_devices}",
-                f"rejected messages        {summary.rejected}",
-                f"throughput               {summary.readings_per_second:,.0f} readings/s "
-                f"end to end; {summary.wall_seconds:.0f} s in all",
-                "",
-                f"summary written to {summary_file}",
-                "look further:  forewarn alerts --from-beginning --no-follow   (every alert, "
-                "with its reasons)",
-                f"               worker log: {summary.worker_log}",
-                "               Grafana dashboards: docker compose up grafana (docs/deployment.md)",
-            ]
-        )
-    )
+    days = data_days(summary)
+    last_day = days[1] - timedelta(days=1) if days else None
+    span = f"{days[0]:%Y-%m-%d} to {last_day:%Y-%m-%d} UTC" if days and last_day else "-"
+    return [
+        "",
+        f"readings streamed        {summary.readings:,}",
+        f"predictions in InfluxDB  {summary.predictions_in_influxdb:,} (Flux count)",
+        f"alerts raised            {summary.alerts_raised:,} on {summary.devices_alerted:,} drives",
+        f"failed drives            {summary.failures}",
+        f"  detected in advance    {summary.failures_detected} "
+        f"({summary.failures_detected / max(summary.failures, 1):.0%}), median lead {lead}",
+        f"  drives alerted that did not fail: {summary.false_alarm_devices}",
+        f"rejected messages        {summary.rejected}",
+        f"throughput               {summary.readings_per_second:,.0f} readings/s "
+        f"end to end; {summary.wall_seconds:.0f} s in all",
+        "",
+        f"summary written to {summary_file}",
+        f"where the data is:  topics {summary.topic_prefix}*, InfluxDB bucket "
+        f"{summary.influx_bucket!r}",
+        f"  time range        {span} (the readings' own dates, not today)",
+        f"  Flux              {flux_range(summary)}",
+        f"  Grafana           ?{grafana_time_range(summary)} (its dashboards read bucket "
+        f'"forewarn", the demo writes to "{summary.influx_bucket}")',
+        f"every alert:        FOREWARN_TOPIC_PREFIX={summary.topic_prefix} "
+        "forewarn alerts --from-beginning --no-follow",
+        f"logs:               worker {summary.worker_log}",
+        f"                    demo   {demo_log}",
+        "the next `make demo` replaces this run (same namespace, new topics, bucket emptied)",
+    ]

@@ -147,7 +147,8 @@ class AlertBudget:
 
     def _roll(self) -> None:
         heap = self._heap
-        if heap and len(heap) >= self._heap_size:
+        # A period whose top risks are all 0 (no model scoring yet) teaches nothing.
+        if heap and len(heap) >= self._heap_size and heap[0] > 0.0:
             candidate = min(max(heap[0], 1e-12), 1.0 - 1e-12)
             logit = math.log(candidate / (1.0 - candidate))
             if self.threshold_logit is None:
@@ -189,7 +190,10 @@ class Policy:
         raised; if the risk is still high the device may raise a fresh one. ``first``
         says the device has never raised an alert: only such alerts spend budget (the
         budget caps how many devices join the watch list, which is what a false-alarm
-        rate counts); re-alerts of a listed device still need the threshold.
+        rate counts); re-alerts of a listed device still need the threshold. With a
+        budget, nothing is raised until the first threshold has been learnt (the end of
+        the first budget period, or a model install that re-tunes it): the floor
+        ``high_mark`` alone is no threshold an operator could act on.
         """
         budget = self.budget
         threshold = budget.tick(t) if budget is not None else self.high_mark
@@ -199,6 +203,8 @@ class Policy:
             return 0, 0
         if budget is not None and first:
             budget.offer(risk)
+        if budget is not None and budget.threshold_logit is None:
+            return 0, 0  # warm-up: no threshold learnt yet, so nothing to raise against
         if risk > 0.0 and risk >= threshold:
             streak += 1
             if streak >= self.k and (budget is None or not first or budget.spend()):

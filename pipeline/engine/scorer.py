@@ -9,12 +9,15 @@ from typing import NamedTuple
 from pipeline.engine import features, labels
 from pipeline.engine._construct import construct, maker
 from pipeline.engine.anomaly import anomaly_score
+from pipeline.engine.catalogue import Catalogue
 from pipeline.engine.config import FLEET_GROUP, EngineConfig
+from pipeline.engine.explain import SAMPLE_EVERY, Explained, Explainer
 from pipeline.engine.features import Layout, make_layout
 from pipeline.engine.fleet import FleetModel, ScoringModel
 from pipeline.engine.policy import CLEAR, RAISE, Policy, alert_id
 from pipeline.engine.state import MAX_DEVICE_METRICS, DeviceState
 from schemas import (
+    ALERT_SCHEMA_VERSION,
     Alert,
     Factor,
     FailureEvent,
@@ -94,9 +97,10 @@ class Scorer:
     in production, a dict in the backtest).
     """
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, catalogue: Catalogue | None = None) -> None:
         self.config = config
         self.policy = Policy(config)
+        self.explainer = Explainer(catalogue, window_s=config.rise_halflife.total_seconds())
         self._models: dict[str, ScoringModel] = {}
         self._layouts: dict[tuple[str, ...], Layout] = {}
         self._metric_sets: dict[tuple[str, ...], frozenset[str]] = {}
@@ -240,6 +244,8 @@ class Scorer:
         vec.append(anomaly)
         state.n = n + 1
         state.last_ts = t if t > state.last_ts else state.last_ts
+        if not n % SAMPLE_EVERY:
+            self.explainer.observe(state.device_type, metrics)
 
         type_feature = self._type_feature(state.device_type)
         model = self._models.get(state.group)
@@ -257,8 +263,9 @@ class Scorer:
         if contributions:
             if weight and anomaly:
                 contributions.sort(reverse=True)
+            label = self.explainer.label
             factors = [
-                _factor({"feature": name, "value": value, "contribution": c})
+                _factor({"feature": name, "value": value, "contribution": c, "label": label(name)})
                 for c, name, value in contributions[: self._top_factors]
                 if c > 0.0
             ]
@@ -291,7 +298,10 @@ class Scorer:
             state.alert_id = alert_id(state.device_id, t)
             state.alert_ts = t
             state.alerted = True
-            alerts.append(self._alert(state, prediction, "raise", self._raise_reason(prediction)))
+            explained = self.explainer.explain(state, layout, metrics, prediction.top_factors, t)
+            alerts.append(
+                self._alert(state, prediction, "raise", self._raise_reason(explained), explained)
+            )
         elif action == CLEAR:
             reason = (
                 "expired: no failure within the horizon"
@@ -414,16 +424,26 @@ class Scorer:
             )
         return examples
 
-    def _raise_reason(self, prediction: Prediction) -> str:
-        top = ", ".join(f.feature for f in prediction.top_factors) or "risk"
-        return f"risk {prediction.risk:.4f} >= threshold {self.policy.threshold():.4f} ({top})"
+    def _raise_reason(self, explained: Explained) -> str:
+        top = "; ".join(e.text for e in explained.explanations[:3]) or "risk"
+        return f"risk above the learned threshold {self.policy.threshold():.4g}: {top}"
 
-    def _alert(self, state: DeviceState, prediction: Prediction, action: str, reason: str) -> Alert:
+    def _alert(
+        self,
+        state: DeviceState,
+        prediction: Prediction,
+        action: str,
+        reason: str,
+        explained: Explained | None = None,
+    ) -> Alert:
         assert state.alert_id is not None
+        severity = self.policy.severity(prediction.risk)
+        if explained is None or not explained.counters_rose:
+            severity = "warning"
         return construct(
             Alert,
             {
-                "schema_version": 1,
+                "schema_version": ALERT_SCHEMA_VERSION,
                 "alert_id": state.alert_id,
                 "action": action,
                 "device_id": state.device_id,
@@ -431,13 +451,16 @@ class Scorer:
                 "group": state.group,
                 "ts": prediction.ts,
                 "raised_at": _utc(state.alert_ts),
-                "severity": self.policy.severity(prediction.risk),
+                "severity": severity,
                 "risk": prediction.risk,
                 "failure_probability": prediction.failure_probability,
                 "anomaly_score": prediction.anomaly_score,
                 "top_factors": prediction.top_factors,
                 "model_version": prediction.model_version,
                 "reason": reason,
+                "threshold": self.policy.threshold(),
+                "explanations": explained.explanations if explained is not None else [],
+                "counters_rose": explained.counters_rose if explained is not None else [],
             },
         )
 
@@ -446,7 +469,7 @@ class Scorer:
         return construct(
             Alert,
             {
-                "schema_version": 1,
+                "schema_version": ALERT_SCHEMA_VERSION,
                 "alert_id": state.alert_id,
                 "action": "clear",
                 "device_id": state.device_id,
@@ -461,5 +484,8 @@ class Scorer:
                 "top_factors": [],
                 "model_version": self.model_version(state.group),
                 "reason": reason,
+                "threshold": self.policy.threshold(),
+                "explanations": [],
+                "counters_rose": [],
             },
         )

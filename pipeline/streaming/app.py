@@ -29,6 +29,7 @@ import structlog
 from pydantic import ValidationError
 
 from pipeline import topics
+from pipeline.catalogue_file import load_catalogue
 from pipeline.engine import EngineConfig, Evaluator, FleetModel, Scorer, Trainer
 from pipeline.security import faust_broker_credentials, kafka_options
 from pipeline.settings import Settings
@@ -114,7 +115,7 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.config = config
-        self.scorer = Scorer(config)
+        self.scorer = Scorer(config, load_catalogue(settings.metric_catalogue))
         self.processor = Processor(self.scorer, settings.topic_prefix)
         self.evaluator = Evaluator(config.horizon.total_seconds())
         self.published = published

@@ -139,6 +139,7 @@ def alert_line(alert: Alert) -> str:
             "risk": alert.risk,
             "reason": alert.reason,
             "top_factors": ", ".join(f.feature for f in alert.top_factors),
+            "explanation": "; ".join(e.text for e in alert.explanations),
         },
         alert.ts,
     )

@@ -61,7 +61,7 @@ MEASUREMENTS: dict[str, Series] = {
         tags=frozenset({"device_id", "device_type", "group"}),
     ),
     "alert": Series(
-        fields=frozenset({"risk", "alert_id", "reason", "top_factors"}),
+        fields=frozenset({"risk", "alert_id", "reason", "top_factors", "explanation"}),
         tags=frozenset({"device_id", "device_type", "group", "severity", "action"}),
     ),
     "model_health": Series(
