@@ -62,9 +62,11 @@ class DeviceRecord:
     counted in ``pipeline_health``, never skipped silently.
 
     A failure is applied the moment it arrives, whenever it is dated (a dead device
-    sends no later reading to wait for). Kafka orders messages within a topic only, so a
-    lagging ``telemetry`` can deliver readings dated before the failure after it: such
-    a reading is scored and labelled by ``failure`` at once.
+    sends no later reading to wait for): labels, the open alert, the count. Kafka orders
+    messages within a topic only, so a lagging ``telemetry`` can deliver readings dated
+    before the failure after it: such a reading is scored on the device's history (the
+    feature reset waits for the first reading dated after ``failure``) and labelled by
+    ``failure`` at once.
     """
 
     state: DeviceState | None = None
@@ -208,20 +210,23 @@ class Processor:
         last_reading, failure = record.last_reading, record.failure
         steps: list[Step] = []
         if isinstance(message, FailureEvent):
-            steps.append(self.scorer.on_failure(state, message))
+            steps.append(self._failure(state, message))
             outcome.failures.append(message)
             failure = message
         elif isinstance(message, Feedback):
             steps.append(self.scorer.on_feedback(state, message))
         else:
+            if failure is not None and message.ts > failure.ts:
+                # A new life of the device (a replacement keeps the id): forget the old one.
+                if state is not None:
+                    state.reset_features()
+                failure = None
             steps.append(self.scorer.on_telemetry(state, message))
             last_reading = message.ts
             if failure is not None:
-                if message.ts <= failure.ts:
-                    # A reading the failure overtook: its label is known now.
-                    steps.append(self.scorer.on_failure(steps[-1].state, failure))
-                else:
-                    failure = None  # a new life of the device (a replacement keeps the id)
+                # A reading the failure overtook: scored on the history it belongs to,
+                # and its label is known now.
+                steps.append(self._failure(steps[-1].state, failure))
         for step in steps:
             state = step.state
             outcome.predictions += step.predictions
@@ -233,6 +238,17 @@ class Processor:
             gate.observe(t)
         outcome.record = DeviceRecord(state, offsets, last_reading, failure, None)
         return outcome
+
+    def _failure(self, state: DeviceState | None, failure: FailureEvent) -> Step:
+        """``Scorer.on_failure``, but the device's feature history is kept until a reading
+        dated after the failure arrives: readings the failure overtook (Kafka orders each
+        topic on its own) are then scored exactly as in time order, as the backtest does."""
+        if state is None:
+            return self.scorer.on_failure(None, failure)
+        vals, n, alerted = state.vals, state.n, state.alerted
+        step = self.scorer.on_failure(state, failure)
+        step.state.vals, step.state.n, step.state.alerted = vals, n, alerted
+        return step
 
 
 def check_outputs(state: DeviceState, outcome: Outcome) -> None:
