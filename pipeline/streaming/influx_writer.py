@@ -11,10 +11,16 @@ from influxdb_client.rest import ApiException
 from pipeline.security import influx_options
 from pipeline.settings import Settings
 
+REFUSED_STATUSES = frozenset({400, 413, 422})
+"""InfluxDB refuses the points themselves: 400 (unparseable line), 413 (request too
+large), 422 (e.g. a field type conflict, a point outside the retention period; the
+other points of the batch are stored). Retrying the same batch cannot help; the sink
+bisects it instead. Anything else (5xx, timeouts, refused connections) is retried."""
+
 
 def is_permanent(error: Exception) -> bool:
-    """A 400 means our line protocol is wrong: retrying cannot help."""
-    return isinstance(error, ApiException) and error.status == 400
+    """Whether InfluxDB refused the points (``REFUSED_STATUSES``) rather than failed."""
+    return isinstance(error, ApiException) and error.status in REFUSED_STATUSES
 
 
 class InfluxWriter:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,7 +68,10 @@ def outage(length: timedelta) -> None:
 
 
 def test_kafka_stopped_for_20_s_mid_stream(
-    private: PrivateServers, private_deployment: Deployment, backblaze_slice: list[Event]
+    private: PrivateServers,
+    private_deployment: Deployment,
+    backblaze_slice: list[Event],
+    record_property: Callable[[str, object], None],
 ) -> None:
     deployment = private_deployment
     events = backblaze_slice
@@ -91,14 +94,25 @@ def test_kafka_stopped_for_20_s_mid_stream(
     )
     recovery_s = time.monotonic() - back
     deployment.wait_for_predictions(expected, timeout_s=300)
+    stored, doubled = deployment.count_predictions(), doubled_alerts(deployment)
+    for name, value in (
+        ("readings", expected),
+        ("lost", expected - stored),
+        ("doubled_alerts", len(doubled)),
+        ("recovery_s", round(recovery_s, 1)),
+    ):
+        record_property(name, value)
     assert worker.process.poll() is None, "the worker must recover by itself"
-    assert deployment.count_predictions() == expected
-    assert doubled_alerts(deployment) == []
+    assert stored == expected
+    assert doubled == []
     assert recovery_s < 120
 
 
 def test_influxdb_down_for_60_s_loses_no_prediction(
-    private: PrivateServers, private_deployment: Deployment, backblaze_slice: list[Event]
+    private: PrivateServers,
+    private_deployment: Deployment,
+    backblaze_slice: list[Event],
+    record_property: Callable[[str, object], None],
 ) -> None:
     deployment = private_deployment
     events = backblaze_slice
@@ -112,9 +126,19 @@ def test_influxdb_down_for_60_s_loses_no_prediction(
         outage(INFLUX_OUTAGE)
     finally:
         private.start_influxdb()
+    back = time.monotonic()
     deployment.wait_for_predictions(expected, timeout_s=300)
+    caught_up_s = time.monotonic() - back
+    stored, doubled = deployment.count_predictions(), doubled_alerts(deployment)
+    for name, value in (
+        ("readings", expected),
+        ("lost", expected - stored),
+        ("doubled_alerts", len(doubled)),
+        ("caught_up_s", round(caught_up_s, 1)),
+    ):
+        record_property(name, value)
     assert worker.process.poll() is None
-    assert deployment.count_predictions() == expected
-    assert doubled_alerts(deployment) == []
+    assert stored == expected
+    assert doubled == []
     failures = [e for e in deployment.log_events() if e.get("event") == "influx_write_failed"]
     assert failures, "the worker should have seen the outage"

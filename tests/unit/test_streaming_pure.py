@@ -184,3 +184,13 @@ def test_a_refused_point_is_isolated_and_the_rest_stored(bad_at: list[bool]) -> 
     assert sink.points_written == len(writer.stored)
     assert sink.points_refused == len(refused)
     assert sink.buffered == 0
+
+
+def test_refused_points_are_told_from_outages() -> None:
+    from influxdb_client.rest import ApiException
+
+    from pipeline.streaming.influx_writer import is_permanent
+
+    assert [is_permanent(ApiException(status=s)) for s in (400, 413, 422)] == [True] * 3
+    assert [is_permanent(ApiException(status=s)) for s in (401, 500, 503)] == [False] * 3
+    assert not is_permanent(ConnectionError("refused"))
