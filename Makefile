@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 # deployment: workers may use the built-in development secrets (docs/deployment.md).
 export FOREWARN_LOCAL_DEVELOPMENT ?= 1
 
-.PHONY: help venv up down status logs topics doctor lint test test-unit demo bench schemas clean
+.PHONY: help venv up down status logs topics doctor lint test test-unit demo bench schemas clean browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,10 +45,14 @@ lint: venv ## ruff and mypy --strict
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 
-test-unit: venv ## Unit tests only (no servers needed)
+browser: ## Debian's chromium for the report page test (installed once; apt keeps the .debs)
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+test-unit: venv browser ## Unit tests only (no servers needed)
 	@$(BIN)/pytest -m 'not integration' -q
 
-test: venv up lint ## Everything: install, start servers if needed, lint, all tests
+test: venv up lint browser ## Everything: install, start servers if needed, lint, all tests
 	@$(BIN)/pytest -q
 
 # The demo starts the servers but not the default deployment's topics: it has its own.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.backtest import PRESETS
 from pipeline.backtest.driver import peak_rss_mb
-from pipeline.datasets import open_dataset
+from pipeline.datasets import Event, open_dataset
 from pipeline.engine import DeviceState, EngineConfig, Scorer, Trainer
 from schemas import FailureEvent, Telemetry
 
@@ -29,9 +29,7 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared/data/backblaze"
 DEFAULT_FILE = DEFAULT / "backblaze-2013-04-10_2013-05-19.csv.gz"
 
 
-def drive(
-    events: Iterable[Telemetry | FailureEvent], config: EngineConfig
-) -> tuple[int, dict[str, DeviceState]]:
+def drive(events: Iterable[Event], config: EngineConfig) -> tuple[int, dict[str, DeviceState]]:
     """Scorer + trainers over ``events``; returns readings and final states."""
     scorer = Scorer(config)
     trainers: dict[str, Trainer] = {}
@@ -41,8 +39,10 @@ def drive(
         if isinstance(event, Telemetry):
             step = scorer.on_telemetry(states.get(event.device_id), event)
             readings += 1
-        else:
+        elif isinstance(event, FailureEvent):
             step = scorer.on_failure(states.get(event.device_id), event)
+        else:
+            step = scorer.on_maintenance(states.get(event.device_id), event)
         states[step.state.device_id] = step.state
         for example in step.examples:
             trainer = trainers.get(example.group)

@@ -14,7 +14,7 @@ from pipeline.datasets import Event
 from pipeline.errors import ConfigError
 from pipeline.security import kafka_options
 from pipeline.settings import Settings
-from schemas import FailureEvent
+from schemas import FailureEvent, MaintenanceEvent
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +42,8 @@ class ReplayStats:
     readings: int = 0
     failures: int = 0
     seconds: float = 0.0
+    maintenance_skipped: int = 0
+    """Maintenance events of the dataset: no topic carries them yet, so not sent."""
 
     @property
     def messages(self) -> int:
@@ -81,6 +83,9 @@ def replay(
         for event in events:
             if limit is not None and stats.messages >= limit:
                 break
+            if isinstance(event, MaintenanceEvent):
+                stats.maintenance_skipped += 1
+                continue
             _wait_for_slot(pace, stats.messages, started, event, first_ts)
             if first_ts is None:
                 first_ts = event.ts.timestamp()
@@ -97,6 +102,8 @@ def replay(
             if on_progress is not None and stats.messages % 5000 == 0:
                 on_progress(stats)
         kafka.flush()
+        if stats.maintenance_skipped:
+            log.warning("replay.maintenance_not_sent", events=stats.maintenance_skipped)
     finally:
         if own_producer:
             kafka.close()

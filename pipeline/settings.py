@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     """Fault injection for tests: seconds a checkpoint waits between its InfluxDB write and
     its state write (0 in every real deployment)."""
 
+    rollup_period_s: int = Field(default=86_400, ge=60)
+    """Event-time period of the ``device_risk`` and ``fleet_risk`` roll-ups (seconds)."""
+
     metric_catalogue: Path | None = None
     """TOML file of extra metric names/units for explanations (docs/operators.md)."""
 

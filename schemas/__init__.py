@@ -18,7 +18,14 @@ from schemas.outputs import (
     Severity,
     TrainingExample,
 )
-from schemas.telemetry import FailureEvent, Feedback, Telemetry, Verdict
+from schemas.telemetry import (
+    FailureEvent,
+    Feedback,
+    MaintenanceEvent,
+    MaintenanceKind,
+    Telemetry,
+    Verdict,
+)
 
 __all__ = [
     "ALERT_SCHEMA_VERSION",
@@ -30,6 +37,8 @@ __all__ = [
     "FailureEvent",
     "Feedback",
     "LabelSource",
+    "MaintenanceEvent",
+    "MaintenanceKind",
     "ModelSnapshot",
     "Prediction",
     "Rejected",
@@ -49,6 +58,7 @@ def message_models() -> dict[str, type[BaseModel]]:
             Telemetry,
             FailureEvent,
             Feedback,
+            MaintenanceEvent,
             Prediction,
             Alert,
             TrainingExample,

@@ -38,7 +38,7 @@ class FailureEvent(Message):
     reason: Text | None = None
 
 
-Verdict = Literal["confirmed", "false_alarm", "repaired"]
+Verdict = Literal["confirmed", "false_alarm", "repaired", "replaced"]
 
 
 class Feedback(Message):
@@ -46,7 +46,8 @@ class Feedback(Message):
 
     ``confirmed`` keeps the alert open and labels the device's recent readings positive
     only when a failure follows; ``false_alarm`` closes the alert and labels them
-    negative; ``repaired`` closes the alert and resets the device's baseline.
+    negative; ``repaired`` and ``replaced`` close the alert and start a new life of the
+    device (fresh baseline).
     """
 
     device_id: DeviceId
@@ -55,3 +56,20 @@ class Feedback(Message):
     verdict: Verdict
     technician: Label | None = None
     note: Text | None = None
+
+
+MaintenanceKind = Literal["repaired", "replaced"]
+
+
+class MaintenanceEvent(Message):
+    """A device was repaired or replaced at ``ts`` (a maintenance log entry).
+
+    Not a failure and not a label: it starts a new life of the device id (fresh
+    baseline, empty label buffer, off the watch list). Read from files in backtests.
+    """
+
+    device_id: DeviceId
+    ts: UtcDatetime
+    kind: MaintenanceKind
+    device_type: Label | None = None
+    reason: Text | None = None

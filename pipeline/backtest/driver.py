@@ -21,9 +21,11 @@ import structlog
 from pipeline.backtest.variants import AnomalyOnly, RuleBaseline
 from pipeline.engine import DeviceState, EngineConfig, Evaluator, Scorer, Trainer
 from pipeline.engine.timepolicy import FROM_THE_FUTURE, TimeGate
-from schemas import FailureEvent, Telemetry, TrainingExample
+from schemas import Alert, FailureEvent, MaintenanceEvent, Telemetry, TrainingExample
 
 log = structlog.get_logger(__name__)
+
+MAX_KEPT_ALERTS = 2_000
 
 
 @dataclass
@@ -57,6 +59,16 @@ class BacktestResult:
     failed_devices: list[str]
     """Devices with a failure event, then those failing only in the ground truth."""
     model_versions: dict[str, int]
+    failure_times: dict[str, list[float]] = field(default_factory=dict)
+    """POSIX times of each device's failure events."""
+    maintenance: int = 0
+    """Maintenance events (repairs, replacements) read."""
+    rule_counters: tuple[str, ...] = ()
+    """Counters of the rule baseline (empty: the rule never fires)."""
+    alerts_allowed: float | None = None
+    """New alerts the model's budget allowed over the whole run (``None``: no budget)."""
+    raised: list[Alert] = field(default_factory=list)
+    """The first ``MAX_KEPT_ALERTS`` alerts raised, with their explanations (for the page)."""
     refused: int = 0
     """Events the time policy refused (``pipeline/engine/timepolicy.py``), as the worker would."""
 
@@ -68,7 +80,7 @@ def peak_rss_mb() -> float:
 
 
 def run_backtest(
-    events: Iterable[Telemetry | FailureEvent],
+    events: Iterable[Telemetry | FailureEvent | MaintenanceEvent],
     config: EngineConfig,
     *,
     rule_counters: Sequence[str] = (),
@@ -89,7 +101,9 @@ def run_backtest(
     anomaly_only = AnomalyOnly(config)
     series: dict[str, Series] = {}
     failed: list[str] = []
-    readings = examples = positives = published = 0
+    raised: list[Alert] = []
+    failure_times: dict[str, list[float]] = {}
+    readings = examples = positives = published = maintenance = 0
 
     def learn(batch: list[TrainingExample]) -> None:
         nonlocal examples, positives, published
@@ -109,7 +123,7 @@ def run_backtest(
     suspects: dict[str, float] = {}
     refused = 0
 
-    def admit(event: Telemetry | FailureEvent) -> bool:
+    def admit(event: Telemetry | FailureEvent | MaintenanceEvent) -> bool:
         """The worker's time policy: the same events are refused here as there."""
         nonlocal refused
         t = event.ts.timestamp()
@@ -153,6 +167,8 @@ def run_backtest(
             )
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
+                if alert.action == "raise" and len(raised) < MAX_KEPT_ALERTS:
+                    raised.append(alert)
             if step.examples:
                 learn(step.examples)
             anomaly = prediction.anomaly_score
@@ -173,11 +189,23 @@ def run_backtest(
             readings += 1
             if progress is not None and readings % progress_every == 0:
                 progress(readings)
+        elif isinstance(event, MaintenanceEvent):
+            step = scorer.on_maintenance(states.get(device_id), event)
+            states[device_id] = step.state
+            for alert in step.alerts:
+                model_eval.observe_alert(alert)
+            for evaluator in (model_eval, baseline_eval, anomaly_eval):
+                evaluator.observe_maintenance(device_id, event.ts)
+            rule.reset(device_id)
+            anomaly_only.reset(device_id)
+            maintenance += 1
         else:
             step = scorer.on_failure(states.get(device_id), event)
             states[device_id] = step.state
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
+                if alert.action == "raise" and len(raised) < MAX_KEPT_ALERTS:
+                    raised.append(alert)
             if step.examples:
                 learn(step.examples)
             for evaluator in (model_eval, baseline_eval, anomaly_eval):
@@ -185,6 +213,7 @@ def run_backtest(
             rule.reset(device_id)
             anomaly_only.reset(device_id)
             failed.append(device_id)
+            failure_times.setdefault(device_id, []).append(event.ts.timestamp())
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     if progress is not None:
@@ -211,7 +240,12 @@ def run_backtest(
         peak_rss_mb=peak_rss_mb(),
         state_bytes=sizes,
         series=series,
-        failed_devices=[*failed, *(d for d in (ground_truth or {}) if d not in set(failed))],
+        failed_devices=list(dict.fromkeys([*failed, *(ground_truth or {})])),
         model_versions={group: scorer.model_version(group) for group in trainers},
+        failure_times=failure_times,
+        maintenance=maintenance,
+        rule_counters=tuple(rule_counters),
+        alerts_allowed=scorer.policy.budget.accrued if scorer.policy.budget is not None else None,
+        raised=raised,
         refused=refused,
     )

@@ -39,13 +39,23 @@ def write_plot(result: BacktestResult, report: dict[str, Any], path: Path, unit_
             xs = [(t - t0) / unit_s for t in series.t]
             risks = [max(r, _FLOOR) for r in series.risk]
             ax_risk.plot(xs, risks, color=colour, lw=1, alpha=0.8, label=label if i == 0 else None)
-            if device in failed:
-                ax_risk.plot(xs[-1], risks[-1], "x", color="black", ms=6)
+            anomalies = [max(a, _FLOOR) for a in series.anomaly]
+            ax_risk.plot(
+                xs,
+                anomalies,
+                color=colour,
+                lw=0.8,
+                ls="--",
+                alpha=0.6,
+                label=f"{label}: anomaly score" if i == 0 else None,
+            )
+            for t_fail in result.failure_times.get(device, ()):
+                ax_risk.axvline((t_fail - t0) / unit_s, color="black", lw=0.6, ls=":")
     ax_risk.set_yscale("log")
     ax_risk.set_ylim(_FLOOR / 2, 1.0)
     ax_risk.set_xlabel(f"{report['time_unit']} since start")
-    ax_risk.set_ylabel("combined risk")
-    ax_risk.set_title("Risk over time (x: failure)")
+    ax_risk.set_ylabel("combined risk (solid), anomaly score (dashed)")
+    ax_risk.set_title("Risk and anomaly score over time (dotted line: failure)")
     ax_risk.legend(loc="upper left")
 
     sweep = result.model.sweep(SWEEP_THRESHOLDS)

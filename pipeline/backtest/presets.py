@@ -14,8 +14,15 @@
   is small). No budget: alerts fire at a fixed fleet probability of 0.5 ("more likely
   than not to fail within the horizon") for 3 readings in a row, because sensor noise
   is large from one cycle to the next. Horizon 30 cycles.
-- ``csv``: the engine's defaults; counters, clocks and ignored metrics come from the
-  command line.
+- ``csv``: files of any cadence and any fleet size, often a few devices. Every
+  duration follows the horizon (:func:`horizon_durations`: the Backblaze ratios, so a
+  1-hour horizon on 1 s data behaves like 14 days on daily data). All negatives are
+  learnt (the label buffer already bounds them to ``label_slots`` per horizon). No
+  budget: a budget per 1,000 devices a day allows a 4-device fleet 0.001 alerts a day;
+  instead an alert needs a fleet probability of 0.5 ("more likely than not to fail
+  within the horizon"), which the time-stratified examples make meaningful at any
+  cadence. ``--alert-budget`` sets a budget. Counters, clocks and ignored metrics come
+  from the command line.
 """
 
 from __future__ import annotations
@@ -43,6 +50,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "publish_every": 200,
         "budget_period": DAY,
     },
-    "csv": {},
+    "csv": {
+        "negative_rate": 1.0,
+        "alert_budget": None,
+        "high_mark": 0.5,
+    },
 }
 """``EngineConfig`` keyword arguments per dataset format (command-line options win)."""
+
+FOLLOW_HORIZON = frozenset({"csv"})
+"""Presets whose durations follow the horizon (:func:`horizon_durations`)."""
+
+
+def horizon_durations(horizon: timedelta) -> dict[str, timedelta]:
+    """Durations as fractions of the horizon, the ratios of the engine's 14-day defaults.
+
+    ``ew_halflife`` = horizon / 2, ``rise_halflife`` = 3/14 horizon, ``provisional_after``
+    = horizon / 14: for a 14-day horizon exactly the defaults (7 d, 3 d, 1 d).
+    """
+    return {
+        "ew_halflife": horizon / 2,
+        "rise_halflife": horizon * 3 / 14,
+        "provisional_after": horizon / 14,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
@@ -81,7 +81,46 @@ def dataset_report(result: BacktestResult, dataset: Dataset) -> dict[str, Any]:
         fmt=dataset.format,
         time_unit=dataset.time_unit,
         time_unit_seconds=dataset.time_unit_seconds,
+        warnings=dataset.warnings,
     )
+
+
+NO_MODEL = "no model yet"
+
+
+def _period(seconds: float) -> str:
+    for name, size in (("week", 604_800.0), ("day", 86_400.0), ("hour", 3_600.0), ("minute", 60.0)):
+        if seconds == size:
+            return name
+    return f"{seconds:g} s"
+
+
+def run_warnings(result: BacktestResult, reader_warnings: Sequence[str] = ()) -> list[str]:
+    """One line per condition that makes the run's figures meaningless or misleading."""
+    config = result.config
+    out = list(reader_warnings)
+    if result.models_published == 0:
+        out.append(
+            f"no model trained: a group's first model needs {config.min_positives} positive "
+            f"and {config.min_positives} negative examples; the run produced "
+            f"{result.positives} positive of {result.examples} examples, so the model "
+            "variant never scored (risk 0)"
+        )
+    if not result.rule_counters:
+        out.append(
+            "rule baseline inactive: no counter metrics, so it never fires "
+            "(give --counter-metrics or --rule-counters)"
+        )
+    if result.alerts_allowed is not None and result.alerts_allowed < 1.0:
+        out.append(
+            f"alert budget {config.alert_budget:g} per 1,000 devices per "
+            f"{_period(config.budget_period.total_seconds())} allowed "
+            f"{result.alerts_allowed:.2f} new alerts over the whole run, fewer than one "
+            "(raise --alert-budget, or --alert-budget none for no budget)"
+        )
+    if not result.failed_devices:
+        out.append("no failures in the data: FDR and lead time cannot be measured")
+    return out
 
 
 def build_report(
@@ -91,10 +130,15 @@ def build_report(
     fmt: str,
     time_unit: str,
     time_unit_seconds: float,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Everything ``report.json`` holds (timing fields are listed in ``TIMING_FIELDS``)."""
+    """Everything ``report.json`` holds (timing fields are listed in ``TIMING_FIELDS``).
+
+    ``warnings`` are the reader's; the run's own (:func:`run_warnings`) are added.
+    """
     unit = time_unit_seconds
     model = result.model.report(unit)
+    model["status"] = "trained" if result.models_published else NO_MODEL
     sweep = result.model.sweep(SWEEP_THRESHOLDS)
     sizes = sorted(result.state_bytes) or [0]
     report: dict[str, Any] = {
@@ -105,6 +149,12 @@ def build_report(
         "readings": result.readings,
         "devices": result.devices,
         "failures": result.failures,
+        "maintenance_events": result.maintenance,
+        "warnings": run_warnings(result, warnings),
+        "alerts_allowed": (
+            None if result.alerts_allowed is None else round(result.alerts_allowed, 3)
+        ),
+        "devices_detail": result.model.details(unit),
         "model": _variant(model, groups=True),
         "baseline": _variant(result.baseline.report(unit), groups=False),
         "anomaly_only": _variant(result.anomaly_only.report(unit), groups=False),
@@ -165,20 +215,25 @@ def summary(report: Mapping[str, Any]) -> str:
         f"{report['dataset']}: {report['readings']:,} readings, {report['devices']:,} devices, "
         f"{report['failures']} failures (horizon "
         f"{report['config']['horizon'] / report['time_unit_seconds']:g} {unit})",
-        f"{'variant':<14}{'FDR':>9}{'FAR':>9}{'median lead':>14}{'alerts':>9}",
+        f"{'variant':<14}{'FDR':>9}{'FAR':>9}{'median lead':>14}{'alerts':>9}{'false alerts':>14}",
     ]
     for name in ("model", "baseline", "anomaly_only"):
         v = report[name]
+        if v.get("status") == NO_MODEL:
+            lines.append(f"{name:<14}{NO_MODEL:>18}")
+            continue
         lines.append(
             f"{name:<14}{_pct(v['fdr']):>9}{_pct(v['far']):>9}"
             f"{_num(v['median_lead']) + ' ' + unit:>14}{v['alerts']:>9,}"
+            f"{v.get('false_alerts', 0):>14,}"
         )
     sweep = report["post_run_sweep"]
-    lines.append(
-        f"model ROC AUC over readings {_num(report['model']['roc_auc'], 3)}; post-run sweep "
-        f"(upper bound): FDR {_pct(sweep['fdr_at_far_0.5pct'])} at FAR <= 0.5 %, "
-        f"{_pct(sweep['fdr_at_far_1pct'])} at <= 1 %"
-    )
+    if report["model"].get("status") != NO_MODEL:
+        lines.append(
+            f"model ROC AUC over readings {_num(report['model']['roc_auc'], 3)}; post-run "
+            f"sweep (upper bound): FDR {_pct(sweep['fdr_at_far_0.5pct'])} at FAR <= 0.5 %, "
+            f"{_pct(sweep['fdr_at_far_1pct'])} at <= 1 %"
+        )
     if "cmapss" in report:
         for split in ("train", "test"):
             c = report["cmapss"][split]
@@ -194,4 +249,5 @@ def summary(report: Mapping[str, Any]) -> str:
         f"{report['peak_rss_mb']:.0f} MB, state {report['state_bytes_per_device']['max']:,} "
         f"bytes/device (max)"
     )
+    lines.extend(f"warning: {text}" for text in report.get("warnings", ()))
     return "\n".join(lines)

@@ -44,12 +44,16 @@ class AnomalyOnly:
         self.policy = Policy(config)
         self._alert: dict[str, tuple[float | None, int]] = {}
         self._alerted: set[str] = set()
+        self._last_t: dict[str, float] = {}
 
     def step(self, device_id: str, anomaly: float, t: float) -> bool:
         """Apply the policy to a reading's anomaly score; True when it raises."""
         raised_at, streak = self._alert.get(device_id, (None, 0))
         first = device_id not in self._alerted
-        action, streak = self.policy.decide(raised_at, streak, anomaly, t, first=first)
+        last = self._last_t.get(device_id)
+        self._last_t[device_id] = t if last is None or t > last else last
+        dt = t - last if last is not None and t > last else 0.0
+        action, streak = self.policy.decide(raised_at, streak, anomaly, t, first=first, dt=dt)
         if action:
             raised_at = t if action == RAISE else None
             if action == RAISE:
@@ -58,5 +62,6 @@ class AnomalyOnly:
         return action == RAISE
 
     def reset(self, device_id: str) -> None:
-        """Forget a device (it failed)."""
+        """A new life of the device (it failed, or was repaired or replaced)."""
         self._alert.pop(device_id, None)
+        self._alerted.discard(device_id)

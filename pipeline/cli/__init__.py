@@ -24,7 +24,13 @@ def _root() -> None:
 
 def _register_commands() -> None:
     # Imported for their side effect: each module adds its commands to ``app``.
-    from pipeline.cli import backtest_cmd, ops_cmd, schemas_cmd, stream_cmd  # noqa: F401
+    from pipeline.cli import (  # noqa: F401
+        backtest_cmd,
+        ops_cmd,
+        report_cmd,
+        schemas_cmd,
+        stream_cmd,
+    )
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Iterator
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,40 +14,48 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from pipeline.backtest import PRESETS, dataset_report, run_backtest, summary, write_report
+from pipeline.backtest.page import page_data
 from pipeline.backtest.plots import write_plot
+from pipeline.backtest.presets import FOLLOW_HORIZON, horizon_durations
 from pipeline.cli import app
-from pipeline.datasets import FORMATS, Event, open_dataset
+from pipeline.datasets import FORMATS, OPTION_KEYS, Dataset, Event, open_dataset
+from pipeline.durations import parse_duration
 from pipeline.engine import EngineConfig
 from pipeline.errors import ConfigError
+from pipeline.logging import configure_logging
 from schemas import Telemetry
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
-_UNITS = {
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "day": 86400.0,
-    "days": 86400.0,
-    "w": 7 * 86400.0,
-}
+_OPTION_HELP = "Keys: " + "; ".join(
+    f"{fmt}: {', '.join(keys) or 'none'}" for fmt, keys in OPTION_KEYS.items()
+)
 
 
-def parse_duration(text: str, time_unit_seconds: float, option: str = "--horizon") -> timedelta:
-    """``14d``, ``36h``, ``90m``, ``2w``; ``30c``/``30cycles`` or a bare number: dataset units."""
-    match = _DURATION.match(text.lower())
-    if match is None:
-        raise ConfigError(f"bad {option} {text!r}: expected e.g. 14d, 36h or 30 (dataset units)")
-    amount, unit = float(match[1]), match[2]
-    if unit in ("", "c", "cycle", "cycles", "u", "units"):
-        seconds = amount * time_unit_seconds
-    elif unit in _UNITS:
-        seconds = amount * _UNITS[unit]
-    else:
-        raise ConfigError(f"bad {option} {text!r}: unknown unit {unit!r}")
-    if seconds <= 0:
-        raise ConfigError(f"bad {option} {text!r}: must be positive")
-    return timedelta(seconds=seconds)
+def parse_budget(text: str) -> float | None:
+    """``--alert-budget``: a number >= 0, or ``none``/``off`` for no budget."""
+    if text.strip().lower() in ("none", "off", "no"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ConfigError(
+            f"bad --alert-budget {text!r}: a number >= 0 (new alerts per 1,000 devices per "
+            "--budget-period; 0 allows none) or none (no budget)"
+        )
+    return value
+
+
+_REPORT_UNITS = (("days", 86_400.0), ("hours", 3_600.0), ("minutes", 60.0))
+
+
+def _report_unit(dataset: Dataset, horizon: timedelta) -> Dataset:
+    """A CSV without ``-o time_unit`` reports leads in the largest unit of the horizon."""
+    seconds = horizon.total_seconds()
+    for name, size in _REPORT_UNITS:
+        if seconds >= size:
+            return replace(dataset, time_unit=name, time_unit_seconds=size)
+    return dataset
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -94,8 +102,15 @@ def backtest(
         str | None, typer.Option(help="Model group: device_type, fleet, or a tag name.")
     ] = None,
     alert_budget: Annotated[
-        float | None,
-        typer.Option(help="New alerts per 1,000 readings (per 1,000 devices a day); 0: none."),
+        str | None,
+        typer.Option(
+            help="New alerts per 1,000 devices per --budget-period, whatever the cadence; "
+            "0: no new alert; none: no budget (only the probability mark decides)."
+        ),
+    ] = None,
+    budget_period: Annotated[
+        str | None,
+        typer.Option(help="Unit of time of the alert budget (default 1d): 1h, 1d, 1w ..."),
     ] = None,
     negative_rate: Annotated[
         float | None, typer.Option(help="Share of negative readings learnt.")
@@ -116,23 +131,51 @@ def backtest(
         int | None, typer.Option(min=1, help="Stop after this many readings (a slice).")
     ] = None,
     plot: Annotated[bool, typer.Option(help="Write the PNG.")] = True,
-    device_column: Annotated[str | None, typer.Option(help="csv: device id column.")] = None,
-    time_column: Annotated[str | None, typer.Option(help="csv: timestamp column.")] = None,
-    failure_column: Annotated[str | None, typer.Option(help="csv: failure flag column.")] = None,
+    device_column: Annotated[
+        str | None, typer.Option(help="csv: device id column (a name or a 1-based position).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="csv: the device's name, for a file of one device.")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="csv: timestamp column (a name or a 1-based position).")
+    ] = None,
+    failure_column: Annotated[
+        str | None, typer.Option(help="csv: failure flag column (0/1, true/false, yes/no).")
+    ] = None,
+    failures: Annotated[
+        str | None,
+        typer.Option(
+            help="csv: a CSV of failures: device,time[,kind] (or time[,kind] with --device)."
+        ),
+    ] = None,
+    maintenance: Annotated[
+        str | None,
+        typer.Option(help="csv: a CSV of repairs/replacements: device,time[,kind]."),
+    ] = None,
     metric_columns: Annotated[
         str | None, typer.Option(help="csv: comma-separated metric columns.")
     ] = None,
     option: Annotated[
         list[str] | None,
-        typer.Option("--option", "-o", help="Extra reader option KEY=VALUE (repeatable)."),
+        typer.Option(
+            "--option", "-o", help=f"Reader option KEY=VALUE (repeatable). {_OPTION_HELP}"
+        ),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show info and debug log lines.")
+    ] = False,
 ) -> None:
     """Run a dataset through the engine (model, rule baseline, anomaly-only) and report."""
+    configure_logging("debug" if verbose else "warning", "console")
     reader_options: dict[str, object] = {}
     for key, value in (
         ("device_column", device_column),
+        ("device", device),
         ("time_column", time_column),
         ("failure_column", failure_column),
+        ("failures", failures),
+        ("maintenance", maintenance),
         ("metric_columns", metric_columns),
     ):
         if value is not None:
@@ -148,6 +191,14 @@ def backtest(
     settings["seed"] = seed
     if horizon is not None:
         settings["horizon"] = parse_duration(horizon, dataset.time_unit_seconds)
+    if fmt == "csv" and "time_unit" not in reader_options:
+        dataset = _report_unit(dataset, settings.get("horizon", EngineConfig.horizon))
+    if fmt in FOLLOW_HORIZON:
+        settings.update(horizon_durations(settings.get("horizon", EngineConfig.horizon)))
+    if budget_period is not None:
+        settings["budget_period"] = parse_duration(
+            budget_period, dataset.time_unit_seconds, "--budget-period"
+        )
     if dataset.time_unit == "cycles":
         # One budget period per cycle; clock-based units keep the default of one day.
         settings.setdefault("budget_period", timedelta(seconds=dataset.time_unit_seconds))
@@ -163,7 +214,7 @@ def backtest(
         if override is not None:
             settings[key] = override
     if alert_budget is not None:
-        settings["alert_budget"] = alert_budget or None
+        settings["alert_budget"] = parse_budget(alert_budget)
     known = {item.name for item in fields(EngineConfig)}
     config = EngineConfig(**{k: v for k, v in settings.items() if k in known})
     rule = _names(rule_counters) or config.counter_metrics
@@ -187,6 +238,7 @@ def backtest(
             keep_series=lambda _device: plot,
         )
     report = dataset_report(result, dataset)
+    report["page"] = page_data(result, dataset.time_unit_seconds)  # for `forewarn report`
     out_dir = report_dir or Path("reports") / dataset.name
     out_dir.mkdir(parents=True, exist_ok=True)
     write_report(report, out_dir / "report.json")

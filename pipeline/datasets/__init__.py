@@ -7,7 +7,9 @@ from pathlib import Path
 
 from pipeline.datasets._dataset import Dataset, Event
 from pipeline.datasets.backblaze import open_backblaze
+from pipeline.datasets.cmapss import OPTIONS as CMAPSS_OPTIONS
 from pipeline.datasets.cmapss import open_cmapss
+from pipeline.datasets.generic_csv import OPTIONS as CSV_OPTIONS
 from pipeline.datasets.generic_csv import open_csv
 from pipeline.errors import DatasetError
 
@@ -18,6 +20,12 @@ _OPENERS: dict[str, Callable[..., Dataset]] = {
 }
 FORMATS = tuple(_OPENERS)
 """The names ``open_dataset`` accepts."""
+OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    "backblaze": (),
+    "cmapss": CMAPSS_OPTIONS,
+    "csv": CSV_OPTIONS,
+}
+"""Every option each format takes (``forewarn backtest -o KEY=VALUE``)."""
 
 
 def open_dataset(fmt: str, path: Path | str, **options: object) -> Dataset:
@@ -32,4 +40,4 @@ def open_dataset(fmt: str, path: Path | str, **options: object) -> Dataset:
     return opener(Path(path), **options)
 
 
-__all__ = ["FORMATS", "Dataset", "Event", "open_dataset"]
+__all__ = ["FORMATS", "OPTION_KEYS", "Dataset", "Event", "open_dataset"]

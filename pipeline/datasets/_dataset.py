@@ -9,9 +9,9 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TypeAlias
 
-from schemas import FailureEvent, Telemetry
+from schemas import FailureEvent, MaintenanceEvent, Telemetry
 
-Event: TypeAlias = Telemetry | FailureEvent
+Event: TypeAlias = Telemetry | FailureEvent | MaintenanceEvent
 
 
 def _no_failures() -> Mapping[str, datetime]:
@@ -34,6 +34,9 @@ class Dataset:
     time_unit_seconds: float
     source: Callable[[], Iterator[Event]] = field(repr=False, compare=False)
     ground_truth_failures: Mapping[str, datetime] = field(default_factory=_no_failures, repr=False)
+    warnings: tuple[str, ...] = ()
+    """What the reader noticed that could make a result meaningless (e.g. a column that
+    looks like a label); the backtest report repeats them."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_unit_seconds) and self.time_unit_seconds > 0):
@@ -47,6 +50,8 @@ class Dataset:
         """Read the input again from the start, yielding events in time order.
 
         Ordered by ``ts``; within one ``ts`` every ``Telemetry`` comes before every
-        ``FailureEvent``; ties keep file order. Raises ``DatasetError`` on bad input.
+        ``FailureEvent``, and every ``FailureEvent`` before every ``MaintenanceEvent``
+        (a component replaced at its failure starts the next life); ties keep file
+        order. Raises ``DatasetError`` on bad input.
         """
         return self.source()

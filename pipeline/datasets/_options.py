@@ -16,16 +16,22 @@ class Options:
     line (every value a string; a column list as ``"a,b,c"``).
     """
 
-    def __init__(self, fmt: str, options: Mapping[str, object]) -> None:
+    def __init__(
+        self, fmt: str, options: Mapping[str, object], *, flags: Mapping[str, str] | None = None
+    ) -> None:
         self._fmt = fmt
         self._left = dict(options)
         self._known: list[str] = []
+        self._flags = dict(flags or {})
 
     def _take(self, name: str) -> object:
         self._known.append(name)
         return self._left.pop(name, None)
 
     def _bad(self, name: str, value: object, what: str) -> DatasetError:
+        given = self._flags.get(name)
+        if given is not None:
+            return DatasetError(f"{given} {value!r} is not {what}")
         return DatasetError(f"{self._fmt} option {name}={value!r} is not {what}")
 
     @overload
@@ -45,7 +51,7 @@ class Options:
         """A non-empty string option that must be given."""
         value = self.text(name)
         if value is None:
-            raise DatasetError(f"{self._fmt} needs option {name}")
+            raise DatasetError(f"{self._fmt} needs {self._flags.get(name, f'option {name}')}")
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
@@ -93,5 +99,6 @@ class Options:
         if self._left:
             valid = ", ".join(sorted(self._known)) or "none"
             raise DatasetError(
-                f"unknown {self._fmt} options: {', '.join(sorted(self._left))} (valid: {valid})"
+                f"unknown {self._fmt} options: {', '.join(sorted(self._left))} "
+                f"(valid -o keys: {valid})"
             )

@@ -10,13 +10,14 @@ equal the same messages validated by pydantic.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import math
 import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -34,6 +35,30 @@ READ_ERRORS = (OSError, EOFError, UnicodeDecodeError, zlib.error)
 """What a damaged or vanished file raises while it is read (``csv.Error`` is added by callers)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
+_EPOCH_SECONDS = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+DELIMITERS = ",;\t|"
+"""Delimiters the sniffer chooses from."""
+
+
+def sniff_delimiter(line: str) -> str:
+    """The delimiter of a header line (``csv.Sniffer`` among ``DELIMITERS``; else ``,``)."""
+    try:
+        return csv.Sniffer().sniff(line, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","  # one column, or nothing to choose from
+
+
+def parse_time(text: str) -> datetime | None:
+    """An aware UTC datetime from ISO 8601 (naive means UTC) or epoch seconds, else ``None``."""
+    text = text.strip()
+    try:
+        if _EPOCH_SECONDS.match(text):
+            seconds = float(text)
+            return datetime.fromtimestamp(seconds, UTC) if math.isfinite(seconds) else None
+        ts = datetime.fromisoformat(text)
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def require_file(path: Path) -> None:

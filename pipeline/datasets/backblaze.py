@@ -1,9 +1,18 @@
-"""Backblaze Drive Stats: one row per drive per day, streamed in file order."""
+"""Backblaze Drive Stats: one row per drive per day, streamed in file order.
+
+Reads any daily Backblaze CSV from 2013 to today as published: ``date, serial_number,
+model, failure`` are required; ``capacity_bytes`` (if present) and every
+``smart_<N>_raw`` / ``smart_<N>_normalized`` column are metrics; every other column
+(``datacenter``, ``cluster_id``, ``pod_id``, ``pod_slot_num``, ``is_legacy_format`` since
+2023, ...) is ignored. Files of a directory may differ in columns (Backblaze added SMART
+attributes over the years); each file is read by its own header.
+"""
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -25,7 +34,9 @@ from pipeline.datasets._rows import (
 from pipeline.errors import DatasetError
 from schemas import FailureEvent
 
-REQUIRED_COLUMNS = ["date", "serial_number", "model", "capacity_bytes", "failure"]
+REQUIRED_COLUMNS = ["date", "serial_number", "model", "failure"]
+OPTIONAL_METRICS = ("capacity_bytes",)
+SMART_COLUMN = re.compile(r"^smart_\d+_(raw|normalized)$")
 SUFFIXES = (".csv", ".csv.gz")
 DAY_SECONDS = 86_400.0
 
@@ -85,7 +96,8 @@ def _read_header(path: Path) -> None:
 
 
 def _metric_names(header: list[str]) -> list[str]:
-    return ["capacity_bytes", *(name for name in header if name.startswith("smart_"))]
+    """The metric columns of a header: ``capacity_bytes`` if present, every SMART value."""
+    return [name for name in header if name in OPTIONAL_METRICS or SMART_COLUMN.match(name)]
 
 
 def _day(text: str, path: Path, line: int) -> datetime:

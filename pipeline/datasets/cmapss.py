@@ -33,6 +33,8 @@ METRICS = (
 )
 COLUMNS = ("unit", "cycle", *METRICS)
 SPLITS = ("both", "train", "test")
+OPTIONS = ("subset", "split")
+"""Every option ``open_cmapss`` takes."""
 _FILE_NAME = re.compile(r"^(train|test)_(FD\d{3})\.txt$")
 _SUBSET = re.compile(r"^FD\d{3}$")
 

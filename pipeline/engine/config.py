@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -69,14 +70,26 @@ class EngineConfig:
     """Emit a reading as a provisional negative once its device has reported this long
     after it (``None``: only strict negatives once the horizon has passed)."""
 
-    max_pending: int = 32
-    """Bound on a device's buffer of feature vectors awaiting their label."""
+    label_slots: int = 32
+    """The label buffer keeps one reading per slot of ``horizon / label_slots`` (a
+    time-stratified sample, each kept reading weighted by the readings it stands for),
+    so it covers the whole horizon whatever the cadence (``docs/engine.md``)."""
 
-    publish_every: int = 500
-    """A trainer is ``due()`` after this many new examples (and at least one in total)."""
+    max_pending: int = 64
+    """Hard bound on a device's label buffer (oldest dropped first); ``label_slots + 1``
+    entries cover a horizon, the rest is headroom for provisional entries."""
+
+    publish_interval: timedelta | None = None
+    """Event time between two model versions of a group (``None``: ``horizon /
+    label_slots``). The first version is published as soon as both classes have been
+    seen ``min_positives`` times each."""
+
+    publish_every: int | None = None
+    """Also publish after this many new examples (``None``: event-time schedule only)."""
 
     min_positives: int = 10
-    """A group's model scores only after it has learnt from this many positives."""
+    """Examples of each class a group's trainer needs before its first model is
+    published (and a model scores only after it has learnt this many positives)."""
 
     alert_k: int = 1
     """Consecutive readings at or above the raise threshold needed to raise an alert."""
@@ -91,12 +104,14 @@ class EngineConfig:
     """Severity is ``critical`` when risk is at least ``ratio * raise threshold``."""
 
     alert_budget: float | None = 0.25
-    """New alerts allowed per 1,000 device readings, i.e. per 1,000 devices per
-    ``budget_period`` when devices report once a period; ``None`` disables the budget
-    (then only ``high_mark`` and hysteresis decide)."""
+    """New alerts allowed per 1,000 devices per ``budget_period``, whatever the cadence:
+    each reading adds ``alert_budget / 1000 * dt / budget_period`` tokens, ``dt`` being
+    the time since the device's previous reading (at most one period). ``0`` allows no
+    new alert; ``None`` disables the budget (then only ``high_mark`` and hysteresis
+    decide)."""
 
     budget_period: timedelta = timedelta(days=1)
-    """Period over which the online threshold is re-tuned and the budget refills."""
+    """Unit of time of the budget; the online threshold is re-tuned once a period."""
 
     budget_burst: float = 2.0
     """Unused budget carries over up to ``burst * budget per period``."""
@@ -117,12 +132,18 @@ class EngineConfig:
         checks = (
             (self.horizon > timedelta(0), "horizon must be positive"),
             (0.0 < self.negative_rate <= 1.0, "negative_rate must be in (0, 1]"),
+            (self.label_slots >= 1, "label_slots must be at least 1"),
             (self.max_pending >= 1, "max_pending must be at least 1"),
-            (self.publish_every >= 1, "publish_every must be at least 1"),
+            (self.publish_every is None or self.publish_every >= 1, "publish_every must be >= 1"),
+            (
+                self.publish_interval is None or self.publish_interval > timedelta(0),
+                "publish_interval must be positive",
+            ),
+            (self.min_positives >= 1, "min_positives must be at least 1"),
             (self.alert_k >= 1, "alert_k must be at least 1"),
             (0.0 <= self.high_mark < 1.0, "high_mark must be in [0, 1)"),
             (0.0 <= self.low_mark_ratio <= 1.0, "low_mark_ratio must be in [0, 1]"),
-            (self.alert_budget is None or self.alert_budget > 0, "alert_budget must be > 0"),
+            (self.alert_budget is None or self.alert_budget >= 0, "alert_budget must be >= 0"),
             (self.budget_period > timedelta(0), "budget_period must be positive"),
             (self.budget_burst >= 1.0, "budget_burst must be at least 1"),
             (0.0 < self.threshold_smoothing <= 1.0, "threshold_smoothing must be in (0, 1]"),
@@ -136,6 +157,8 @@ class EngineConfig:
                 "provisional_after must be positive",
             ),
         )
+        if self.alert_budget is not None and not math.isfinite(self.alert_budget):
+            raise ConfigError("alert_budget must be a finite number")
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -144,3 +167,15 @@ class EngineConfig:
         if self.fleet_model not in FLEET_MODELS:
             names = ", ".join(sorted(FLEET_MODELS))
             raise ConfigError(f"unknown fleet model {self.fleet_model!r} (one of: {names})")
+
+    @property
+    def slot_seconds(self) -> float:
+        """Width of one label-buffer slot, in seconds."""
+        return self.horizon.total_seconds() / self.label_slots
+
+    @property
+    def publish_interval_seconds(self) -> float:
+        """Event time between two model versions, in seconds."""
+        if self.publish_interval is not None:
+            return self.publish_interval.total_seconds()
+        return self.slot_seconds

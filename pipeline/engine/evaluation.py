@@ -6,15 +6,21 @@ run). A reading's label resolves like the label join's: negative once a later re
 of its device is more than a horizon newer, positive if the device fails within the
 horizon, unknown (not counted) if the run ends first and no ground truth is given.
 
-Device level (the numbers an operator cares about):
+Device level (the numbers an operator cares about). A device id lives several lives: a
+failure, a repair or a replacement ends one and starts the next. Every failure counts:
 
-- FDR: failed devices with an alert raised on a reading dated 0 .. horizon before the
-  failure (inclusive), over failed devices;
+- FDR: failures with an alert raised in the same life on a reading dated 0 .. horizon
+  before the failure (inclusive), over failures;
 - FAR: devices that never failed and got any alert, over devices that never failed;
 - lead: failure time minus the earliest such alert, in the dataset's time unit;
-- reachable: failed devices with a reading inside their window at all (a device whose
-  data stops more than a horizon before its failure, like a C-MAPSS test engine cut
-  off early, cannot be detected by any method).
+- false alerts: raises not inside a failure window of their life, also per 1,000
+  devices per time unit (the budget's unit): the false-alarm measure that still means
+  something when nearly every device fails (Azure PdM, C-MAPSS);
+- reachable: failures with a reading of the same life inside their window at all (a
+  device whose data stops more than a horizon before its failure, like a C-MAPSS test
+  engine cut off early, cannot be detected by any method);
+- ``details()``: one record per failure and one per never-failing device that got an
+  alert (``report.json``'s ``devices_detail``).
 
 Drift: ``river.drift.ADWIN`` per model group on the log loss of the fleet probability,
 fed as labels resolve.
@@ -93,9 +99,12 @@ class Evaluator:
         self._group: dict[str, str] = {}
         self._max_risk: dict[str, float] = {}
         self._last_ts: dict[str, float] = {}
-        self._window_max: dict[str, float] = {}
+        self._first_ts: dict[str, float] = {}
         self._raises: dict[str, list[float]] = {}
-        self._failures: dict[str, float] = {}
+        self._failures: dict[str, list[tuple[float, float, float]]] = {}
+        """Per device: ``(failure time, start of that life, last reading before it)``."""
+        self._life_start: dict[str, float] = {}
+        self._failure_window_max: list[float] = []
         self._auc: dict[str, StreamingAUC] = {}
         self._detectors: dict[str, Any] = {}
         self.drift_events: list[dict[str, Any]] = []
@@ -124,6 +133,7 @@ class Evaluator:
         if pending is None:
             pending = self._pending[device_id] = array("d")
             self._group[device_id] = group
+            self._first_ts[device_id] = t
         elif pending and pending[0] + self.horizon_s < t:
             self._resolve_older(device_id, pending, t - self.horizon_s)
         pending.extend((t, risk, probability))
@@ -144,15 +154,27 @@ class Evaluator:
         self._raises.setdefault(device_id, []).append(t)
 
     def observe_failure(self, device_id: str, ts: datetime) -> None:
-        """Record a failure: resolve the device's pending readings."""
+        """Record a failure: resolve the device's pending readings; a new life begins."""
         t = ts.timestamp()
-        self._failures[device_id] = t
+        start = self._life_start.get(device_id, -math.inf)
+        last = self._last_ts.get(device_id, -math.inf)
+        self._failures.setdefault(device_id, []).append(
+            (t, start, last if last > start else -math.inf)
+        )
+        self._life_start[device_id] = t
         pending = self._pending.get(device_id)
         if pending is None:
             self._group.setdefault(device_id, "unknown")
+            self._failure_window_max.append(-1.0)
             return
         self._resolve_all(device_id, pending, t)
         self._pending[device_id] = array("d")
+
+    def observe_maintenance(self, device_id: str, ts: datetime) -> None:
+        """Record a repair or replacement: a new life of the device begins at ``ts``."""
+        t = ts.timestamp()
+        if t > self._life_start.get(device_id, -math.inf):
+            self._life_start[device_id] = t
 
     def _resolve_older(self, device_id: str, pending: array[float], cutoff: float) -> None:
         group = self._group[device_id]
@@ -173,7 +195,7 @@ class Evaluator:
             if label and pending[i + 1] > window_max:
                 window_max = pending[i + 1]
             self._count(group, pending[i + 1], pending[i + 2], label, ts)
-        self._window_max[device_id] = window_max
+        self._failure_window_max.append(window_max)
 
     def _count(self, group: str, risk: float, probability: float, label: bool, t: float) -> None:
         for key in (group, "*"):
@@ -220,50 +242,117 @@ class Evaluator:
         overall["groups"] = per_group
         return overall
 
+    def _outcomes(self, device_id: str) -> list[dict[str, Any]]:
+        """One record per failure of ``device_id`` (times in seconds)."""
+        raises = self._raises.get(device_id, ())
+        horizon = self.horizon_s
+        out = []
+        for t_fail, start, last in self._failures.get(device_id, ()):
+            life = [t for t in raises if start < t <= t_fail]
+            window = [t for t in life if t >= t_fail - horizon]
+            out.append(
+                {
+                    "t_fail": t_fail,
+                    "detected": bool(window),
+                    "lead_s": t_fail - min(window) if window else None,
+                    "first_alert_s": t_fail - min(life) if life else None,
+                    "alerts_before_window": len(life) - len(window),
+                    "alerts": len(life),
+                    "reachable": last >= t_fail - horizon,
+                }
+            )
+        return out
+
     def _device_figures(
         self, unit: float, keep: Callable[[str], bool] | None, group: str | None
     ) -> dict[str, Any]:
-        horizon = self.horizon_s
-        failed = healthy = detected = false_alarms = reachable = 0
+        failed = healthy = failures = detected = false_alarms = reachable = 0
         leads: list[float] = []
         first_leads: list[float] = []
         early = 0
-        alerts = 0
+        alerts = in_windows = 0
+        observed = 0.0
         for device_id, device_group in self._group.items():
             if (group is not None and device_group != group) or (keep and not keep(device_id)):
                 continue
             raises = self._raises.get(device_id, ())
             alerts += len(raises)
-            t_fail = self._failures.get(device_id)
-            if t_fail is None:
+            first = self._first_ts.get(device_id)
+            if first is not None:
+                observed += self._last_ts[device_id] - first
+            if device_id not in self._failures:
                 healthy += 1
                 false_alarms += bool(raises)
                 continue
             failed += 1
-            reachable += self._last_ts.get(device_id, -math.inf) >= t_fail - horizon
-            in_window = [t for t in raises if t_fail - horizon <= t <= t_fail]
-            early += sum(1 for t in raises if t < t_fail - horizon)
-            if in_window:
-                detected += 1
-                leads.append((t_fail - min(in_window)) / unit)
-            before = [t for t in raises if t <= t_fail]
-            if before:
-                first_leads.append((t_fail - min(before)) / unit)
+            for outcome in self._outcomes(device_id):
+                failures += 1
+                reachable += outcome["reachable"]
+                early += outcome["alerts_before_window"]
+                in_windows += outcome["alerts"] - outcome["alerts_before_window"]
+                if outcome["detected"]:
+                    detected += 1
+                    leads.append(outcome["lead_s"] / unit)
+                if outcome["first_alert_s"] is not None:
+                    first_leads.append(outcome["first_alert_s"] / unit)
         return {
             "devices": failed + healthy,
             "failed": failed,
+            "failures": failures,
             "healthy": healthy,
             "detected": detected,
             "reachable": reachable,
             "false_alarm_devices": false_alarms,
-            "fdr": detected / failed if failed else None,
+            "fdr": detected / failures if failures else None,
             "far": false_alarms / healthy if healthy else None,
             "median_lead": statistics.median(leads) if leads else None,
             "leads": sorted(leads),
             "first_alert_leads": sorted(first_leads),
             "early_alerts": early,
             "alerts": alerts,
+            "false_alerts": alerts - in_windows,
+            "false_alerts_per_1000_device_units": (
+                1000.0 * (alerts - in_windows) / (observed / unit) if observed else None
+            ),
         }
+
+    def details(self, time_unit_seconds: float = 86400.0) -> list[dict[str, Any]]:
+        """One record per failure and per never-failing device with any alert.
+
+        Each is ``{"device_id", "failure_ts" (ISO 8601 or None), "detected", "lead" (time
+        units or None), "alerts_before_window", "alerts"}``; for a device that never
+        failed, every alert is outside any window, so ``alerts_before_window == alerts``.
+        Sorted by device id, then failure time.
+        """
+        out: list[dict[str, Any]] = []
+        for device_id in sorted(self._group):
+            if device_id not in self._failures:
+                count = len(self._raises.get(device_id, ()))
+                if count:
+                    out.append(
+                        {
+                            "device_id": device_id,
+                            "failure_ts": None,
+                            "detected": False,
+                            "lead": None,
+                            "alerts_before_window": count,
+                            "alerts": count,
+                        }
+                    )
+                continue
+            for outcome in self._outcomes(device_id):
+                lead = outcome["lead_s"]
+                out.append(
+                    {
+                        "device_id": device_id,
+                        "failure_ts": datetime.fromtimestamp(outcome["t_fail"], UTC).isoformat(),
+                        "detected": outcome["detected"],
+                        "lead": None if lead is None else lead / time_unit_seconds,
+                        "alerts_before_window": outcome["alerts_before_window"],
+                        "alerts": outcome["alerts"],
+                    }
+                )
+        return out
 
     def sweep(self, thresholds: Iterable[float]) -> list[dict[str, float]]:
         """FDR and FAR if an alert fired whenever risk >= threshold (post-run curve).
@@ -271,7 +360,7 @@ class Evaluator:
         An upper bound, not an online figure: no budget, no hysteresis, and the
         threshold is chosen after seeing the run. FAR is NaN when no device survived.
         """
-        failed = [self._window_max.get(d, -1.0) for d in self._failures]
+        failed = list(self._failure_window_max)
         healthy = [r for d, r in self._max_risk.items() if d not in self._failures]
         failed.sort()
         healthy.sort()
@@ -293,7 +382,7 @@ class Evaluator:
         return sorted(device for device, raises in self._raises.items() if raises)
 
     def max_risks(self) -> tuple[list[float], list[float]]:
-        """Window-max risk of failed devices and overall max risk of healthy ones."""
-        failed = [self._window_max.get(d, -1.0) for d in self._failures]
+        """Window-max risk of each failure and overall max risk of never-failing devices."""
+        failed = list(self._failure_window_max)
         healthy = [r for d, r in self._max_risk.items() if d not in self._failures]
         return failed, healthy

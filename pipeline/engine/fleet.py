@@ -278,6 +278,11 @@ class Trainer:
     Examples are learnt through a small seeded shuffle buffer: positives arrive in
     bursts (every buffered reading of a device when it fails) and plain SGD would take
     them as a run of same-label steps. The buffer is flushed before every snapshot.
+
+    Publishing (:meth:`due`) follows event time, never the wall clock: the first
+    version as soon as ``min_positives`` examples of each class have been learnt, then
+    one whenever the newest example is ``publish_interval`` newer than the one the
+    last version saw (and, if ``publish_every`` is set, after that many examples).
     """
 
     def __init__(self, config: EngineConfig, group: str) -> None:
@@ -287,6 +292,10 @@ class Trainer:
         self.version = 0
         self.examples_seen = 0
         self.positives_seen = 0
+        self.newest_ts = -math.inf
+        """Event time (POSIX) of the newest example learnt."""
+        self._published_ts = -math.inf
+        self._interval_s = config.publish_interval_seconds
         self._since_publish = 0
         self._buffer: list[tuple[dict[str, float], bool, float]] = []
         self._rng = random.Random(f"{config.seed}|{group}")
@@ -294,8 +303,12 @@ class Trainer:
 
     def learn(self, example: TrainingExample) -> None:
         """Learn one ``TrainingExample`` of this group (buffered, see the class doc)."""
-        weight = example.weight if self.config.weighted_negatives or example.label else 1.0
+        # Example weights count the readings a buffered entry stands for, divided by the
+        # negative rate; learnt as is only with ``weighted_negatives`` (see docs/engine.md).
+        weight = example.weight if self.config.weighted_negatives else 1.0
         self._buffer.append((example.features, example.label, weight))
+        t = example.ts.timestamp()
+        self.newest_ts = max(self.newest_ts, t)
         self.examples_seen += 1
         self.positives_seen += int(example.label)
         self._since_publish += 1
@@ -319,15 +332,29 @@ class Trainer:
             learn(x, y, w=w)
         self._buffer = []
 
+    @property
+    def negatives_seen(self) -> int:
+        """Negative examples learnt so far."""
+        return self.examples_seen - self.positives_seen
+
     def due(self) -> bool:
-        """True when ``publish_every`` examples arrived since the last snapshot."""
-        return self._since_publish >= self.config.publish_every
+        """True when a new snapshot should be published (see the class doc)."""
+        if not self._since_publish:
+            return False
+        if self.version == 0:
+            need = self.config.min_positives
+            return self.positives_seen >= need and self.negatives_seen >= need
+        every = self.config.publish_every
+        if every is not None and self._since_publish >= every:
+            return True
+        return self.newest_ts >= self._published_ts + self._interval_s
 
     def model(self) -> FleetModel:
         """Publish a new version: a deep copy of the pipeline (copy-on-publish)."""
         self._flush()
         self.version += 1
         self._since_publish = 0
+        self._published_ts = self.newest_ts
         return FleetModel(
             group=self.group,
             version=self.version,

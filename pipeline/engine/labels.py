@@ -12,6 +12,15 @@ soon as its device has reported ``provisional_after`` later, instead of waiting 
 whole horizon; its vector stays buffered, and if the device fails within the horizon
 it is emitted again as a positive. This removes the cold start (no negative at all
 before the first horizon has passed) at the cost of a few wrong negatives.
+
+The buffer is a time-stratified sample: time is cut into slots of ``horizon /
+label_slots`` seconds (a fixed grid, so every replay cuts alike) and the buffer keeps one
+reading per slot, the one with the smallest seeded hash of ``(seed, device_id, ts)``
+among the slot's readings (a uniform, deterministic choice), with ``count`` = how many
+readings it stands for. Examples carry ``weight = count`` (positives) or
+``count / negative_rate`` (negatives). A device reporting every second and one reporting
+every week both reach the trainer with at most ``label_slots + 1`` examples per horizon,
+spread over the whole horizon.
 """
 
 from __future__ import annotations
@@ -42,25 +51,64 @@ def sampled(seed: int, device_id: str, ts: float, rate: float) -> bool:
     return zlib.crc32(b"%d|%s|%d" % (seed, device_id.encode(), int(ts * 1000))) / _TWO_32 < rate
 
 
-def push(state: DeviceState, t: float, vec: list[float], max_pending: int) -> None:
-    """Buffer a reading's feature vector; a full buffer drops its oldest entry."""
-    if len(state.pend_ts) >= max_pending:
+def slot_key(seed: int, device_id: str, ts: float) -> int:
+    """Seeded hash deciding which reading of a slot the buffer keeps (smallest wins)."""
+    return zlib.crc32(b"slot|%d|%s|%d" % (seed, device_id.encode(), int(ts * 1000)))
+
+
+def push(
+    state: DeviceState,
+    t: float,
+    vec: list[float],
+    max_pending: int,
+    *,
+    slot_s: float = 0.0,
+    seed: int = 0,
+) -> None:
+    """Buffer a reading's feature vector, one per slot of ``slot_s`` seconds.
+
+    A reading in the same slot as the newest entry (not yet emitted provisionally)
+    only adds to that entry's count, and replaces its vector when its ``slot_key`` is
+    smaller. ``slot_s`` 0 keeps every reading. A full buffer drops its oldest entry.
+    """
+    key = slot_key(seed, state.device_id, t) if slot_s > 0.0 else 0
+    pend_ts = state.pend_ts
+    if (
+        slot_s > 0.0
+        and pend_ts
+        and state.pend_flag[-1] == 0
+        and pend_ts[-1] // slot_s == t // slot_s
+    ):
+        state.pend_count[-1] += 1
+        if key < state.pend_key[-1]:
+            width = state.pend_width[-1]
+            del state.pend_vec[len(state.pend_vec) - width :]
+            pend_ts[-1] = t
+            state.pend_width[-1] = len(vec)
+            state.pend_key[-1] = key
+            state.pend_vec.extend(vec)
+        return
+    if len(pend_ts) >= max_pending:
         _pop_front(state)
         state.dropped += 1
-    state.pend_ts.append(t)
+    pend_ts.append(t)
     state.pend_width.append(len(vec))
     state.pend_flag.append(0)
+    state.pend_count.append(1)
+    state.pend_key.append(key)
     state.pend_vec.extend(vec)
 
 
-def _pop_front(state: DeviceState) -> tuple[float, list[float], int]:
+def _pop_front(state: DeviceState) -> tuple[float, list[float], int, int]:
     width = state.pend_width[0]
     vec = state.pend_vec[:width].tolist()
     del state.pend_vec[:width]
     ts = state.pend_ts.pop(0)
     state.pend_width.pop(0)
     flag = state.pend_flag.pop(0)
-    return ts, vec, flag
+    count = state.pend_count.pop(0)
+    state.pend_key.pop(0)
+    return ts, vec, flag, count
 
 
 def _vector(state: DeviceState, index: int) -> list[float]:
@@ -95,11 +143,12 @@ def age_out(
                 break
             flags[j] = 1
             if sampled(seed, state.device_id, ts, rate):
-                out.append(Labelled(ts, _vector(state, j), False, weight, "provisional"))
+                count = state.pend_count[j]
+                out.append(Labelled(ts, _vector(state, j), False, weight * count, "provisional"))
     while pend_ts and pend_ts[0] + horizon_s < t:
-        ts, vec, flag = _pop_front(state)
+        ts, vec, flag, count = _pop_front(state)
         if flag == 0 and sampled(seed, state.device_id, ts, rate):
-            out.append(Labelled(ts, vec, False, weight, "horizon"))
+            out.append(Labelled(ts, vec, False, weight * count, "horizon"))
 
 
 def on_failure(
@@ -114,20 +163,20 @@ def on_failure(
     """Emit every buffered reading: positive within the horizon, else negative."""
     weight = 1.0 / rate
     while state.pend_ts:
-        ts, vec, flag = _pop_front(state)
+        ts, vec, flag, count = _pop_front(state)
         if ts > t_fail:
             continue  # a reading dated after the failure: no label can be trusted
         if ts + horizon_s >= t_fail:
-            out.append(Labelled(ts, vec, True, 1.0, "failure"))
+            out.append(Labelled(ts, vec, True, float(count), "failure"))
         elif flag == 0 and sampled(seed, state.device_id, ts, rate):
-            out.append(Labelled(ts, vec, False, weight, "horizon"))
+            out.append(Labelled(ts, vec, False, weight * count, "horizon"))
 
 
 def drain(state: DeviceState, label: bool, out: list[Labelled]) -> None:
     """Emit every buffered reading with ``label`` (a technician's verdict), weight 1."""
     while state.pend_ts:
-        ts, vec, _flag = _pop_front(state)
-        out.append(Labelled(ts, vec, label, 1.0, "feedback"))
+        ts, vec, _flag, count = _pop_front(state)
+        out.append(Labelled(ts, vec, label, float(count), "feedback"))
 
 
 def clear(state: DeviceState) -> None:
@@ -135,4 +184,6 @@ def clear(state: DeviceState) -> None:
     state.pend_ts = array("d")
     state.pend_width = array("H")
     state.pend_flag = array("B")
+    state.pend_count = array("I")
+    state.pend_key = array("I")
     state.pend_vec = array("f")

@@ -5,14 +5,17 @@ an open alert clears when its risk's odds fall below ``low_mark_ratio`` times th
 threshold's odds, and an alert is ``critical`` when its odds are at least
 ``critical_ratio`` times the threshold's.
 
-The budget (``alert_budget`` new alerts per 1,000 readings) does two things, both from
-scores only, never from labels:
+The budget (``alert_budget`` new alerts per 1,000 devices per ``budget_period``) does two
+things, both from scores only, never from labels:
 
-- a token bucket: every reading adds ``alert_budget / 1000`` tokens, the first alert
-  of a device spends one (re-alerts of a device already on the watch list are free but
-  still need the threshold), and unused tokens carry over up to ``budget_burst``
-  periods' worth. This is the hard cap on new alerts per period that keeps the
-  false-alarm rate within budget whatever the fleet model does;
+- a token bucket: a reading adds ``alert_budget / 1000 * min(dt, period) / period``
+  tokens, ``dt`` being the time since the same device's previous reading (0 for its
+  first), so a device earns the same budget per unit of time whether it reports every
+  second or every week. The first alert of a device's life spends one token (re-alerts
+  of a device already on the watch list are free but still need the threshold), and
+  unused tokens carry over up to ``budget_burst`` periods' worth. This is the hard cap
+  on new alerts per period that keeps the false-alarm rate within budget whatever the
+  fleet model does. ``alert_budget = 0`` allows no new alert at all;
 - an online threshold: at the end of every ``budget_period`` the threshold moves (an
   exponentially weighted average in logit space) toward the risk that would have let
   through exactly the period's budget among devices without an open alert. Tokens then
@@ -55,12 +58,15 @@ class AlertBudget:
         "_cached_logit",
         "_heap",
         "_heap_size",
+        "accrued",
         "burst",
         "floor",
         "period",
         "period_index",
         "period_readings",
+        "period_tokens",
         "prev_readings",
+        "prev_tokens",
         "rate",
         "smoothing",
         "threshold_logit",
@@ -68,12 +74,17 @@ class AlertBudget:
     )
 
     def __init__(self, config: EngineConfig) -> None:
-        self.rate = (config.alert_budget or 0.0) / 1000.0
         self.period = config.budget_period.total_seconds()
+        self.rate = (config.alert_budget or 0.0) / 1000.0 / self.period
+        """Tokens per device-second."""
         self.burst = config.budget_burst
         self.smoothing = config.threshold_smoothing
         self.floor = config.high_mark
         self.tokens = 0.0
+        self.accrued = 0.0
+        """Tokens earned since the start: the new alerts the whole run allowed."""
+        self.period_tokens = 0.0
+        self.prev_tokens = 0.0
         self.period_index: int | None = None
         self.period_readings = 0
         self.prev_readings = 0
@@ -93,10 +104,11 @@ class AlertBudget:
             self._cached = max(self.floor, 1.0 / (1.0 + math.exp(-logit)))
         return self._cached
 
-    def tick(self, t: float) -> float:
+    def tick(self, t: float, dt: float = 0.0) -> float:
         """Account one reading at POSIX time ``t`` (roll the period, refill tokens).
 
-        Returns the raise threshold in force for this reading.
+        ``dt`` is the time since the device's previous reading, in seconds (0 for its
+        first). Returns the raise threshold in force for this reading.
         """
         index = int(t // self.period)
         # Periods only move forward: a worker reading several partitions sees days
@@ -105,15 +117,18 @@ class AlertBudget:
             if self.period_index is not None:
                 self._roll()
             self.period_index = index
-        readings = self.period_readings + 1
-        self.period_readings = readings
-        prev = self.prev_readings
-        cap = self.burst * self.rate * (prev if prev > readings else readings)
+        self.period_readings += 1
+        earned = self.rate * (dt if dt < self.period else self.period) if dt > 0.0 else 0.0
+        period_tokens = self.period_tokens + earned
+        self.period_tokens = period_tokens
+        self.accrued += earned
+        prev = self.prev_tokens
+        cap = self.burst * (prev if prev > period_tokens else period_tokens)
         cap = cap if cap > 1.0 else 1.0
-        tokens = self.tokens + self.rate
+        tokens = self.tokens + earned
         self.tokens = tokens if tokens < cap else cap
-        if not prev:
-            self._heap_size = max(1, math.ceil(self.rate * readings))
+        if not self.prev_readings:
+            self._heap_size = max(1, math.ceil(period_tokens))
         if self.threshold_logit is None:
             return self.floor
         if self.threshold_logit != self._cached_logit:
@@ -157,9 +172,11 @@ class AlertBudget:
                 s = self.smoothing
                 self.threshold_logit = s * logit + (1.0 - s) * self.threshold_logit
         self.prev_readings = self.period_readings
+        self.prev_tokens = self.period_tokens
         self.period_readings = 0
+        self.period_tokens = 0.0
         self._heap = []
-        self._heap_size = max(1, math.ceil(self.rate * self.prev_readings))
+        self._heap_size = max(1, math.ceil(self.prev_tokens))
 
 
 class Policy:
@@ -171,7 +188,7 @@ class Policy:
         self.critical_ratio = config.critical_ratio
         self.high_mark = config.high_mark
         self.expire_s = config.horizon.total_seconds()
-        self.budget = AlertBudget(config) if budget and config.alert_budget else None
+        self.budget = AlertBudget(config) if budget and config.alert_budget is not None else None
 
     def decide(
         self,
@@ -181,6 +198,7 @@ class Policy:
         t: float,
         *,
         first: bool = True,
+        dt: float = 0.0,
     ) -> tuple[int, int]:
         """Return ``(action, new_streak)`` for a reading; action is 0, RAISE or CLEAR.
 
@@ -190,13 +208,14 @@ class Policy:
         raised; if the risk is still high the device may raise a fresh one. ``first``
         says the device has never raised an alert: only such alerts spend budget (the
         budget caps how many devices join the watch list, which is what a false-alarm
-        rate counts); re-alerts of a listed device still need the threshold. With a
-        budget, nothing is raised until the first threshold has been learnt (the end of
-        the first budget period, or a model install that re-tunes it): the floor
-        ``high_mark`` alone is no threshold an operator could act on.
+        rate counts); re-alerts of a listed device still need the threshold. ``dt`` is
+        the time since the device's previous reading (what the reading adds to the
+        budget). With a budget, nothing is raised until the first threshold has been
+        learnt (the end of the first budget period, or a model install that re-tunes
+        it): the floor ``high_mark`` alone is no threshold an operator could act on.
         """
         budget = self.budget
-        threshold = budget.tick(t) if budget is not None else self.high_mark
+        threshold = budget.tick(t, dt) if budget is not None else self.high_mark
         if raised_at is not None:
             if t - raised_at > self.expire_s or _odds(risk) < self.low_ratio * _odds(threshold):
                 return CLEAR, 0

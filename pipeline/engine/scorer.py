@@ -22,12 +22,15 @@ from schemas import (
     Factor,
     FailureEvent,
     Feedback,
+    MaintenanceEvent,
     Prediction,
     Telemetry,
     TrainingExample,
 )
 
 UNKNOWN_TYPE = "unknown"
+PRE_MODEL_KEY = 1e-9
+"""Scale of the anomaly score that ranks threshold candidates before a model scores."""
 TYPE_PREFIX = "type="
 
 MAX_LAYOUTS = 1024
@@ -125,6 +128,7 @@ class Scorer:
         self._min_positives = config.min_positives
         self._anomaly_weight = config.anomaly_weight
         self._max_pending = config.max_pending
+        self._slot_s = config.slot_seconds
         self._period: int | None = None
 
     # -- models -----------------------------------------------------------------
@@ -136,10 +140,10 @@ class Scorer:
             self._models[model.group] = ScoringModel.compile(model)
             self._retune()
 
-    def _rescore(self, candidate: Candidate) -> Candidate:
+    def _rescore(self, candidate: Candidate) -> Candidate | None:
         model = self._models.get(candidate.group)
         if model is None or model.snapshot.positives_seen < self.config.min_positives:
-            return candidate
+            return None
         probability, _ = model.score(candidate.names, candidate.vec, candidate.extra)
         weight = self.config.anomaly_weight
         risk = 1.0 - (1.0 - probability) * (1.0 - weight * candidate.vec[-1])
@@ -151,8 +155,11 @@ class Scorer:
         candidates = self._candidates
         if budget is None or candidates is None or not candidates.previous:
             return
-        rescored = sorted((self._rescore(c) for c in candidates.previous), reverse=True)
-        candidates.previous = rescored
+        scored = (self._rescore(c) for c in candidates.previous)
+        rescored = sorted((c for c in scored if c is not None), reverse=True)
+        if not rescored:
+            return  # no model scores these devices yet: nothing to tune from
+        candidates.previous = list(rescored)
         heapq.heapify(candidates.previous)
         needed = budget.per_period
         if len(rescored) >= needed and rescored[needed - 1].risk > 0.0:
@@ -220,6 +227,7 @@ class Scorer:
                 state.add_metrics(new)
         layout = self._layouts.get(state.metrics) or self.layout(state.metrics)
 
+        since = t - state.last_ts if state.last_ts else 0.0
         n = state.n
         if n:
             dt = t - state.last_ts
@@ -293,6 +301,7 @@ class Scorer:
             risk,
             t,
             first=not state.alerted,
+            dt=since,
         )
         if action == RAISE:
             state.alert_id = alert_id(state.device_id, t)
@@ -321,13 +330,17 @@ class Scorer:
                 self._period = budget.period_index
             current = candidates.current
             size = 4 * budget.per_period if budget.per_period > 5 else 20
-            if eligible and risk > 0.0 and (len(current) < size or risk > current[0].risk):
+            # Before a group's model scores, candidates are picked by anomaly score (a
+            # key far below any model risk), so the first model's install can tune the
+            # threshold from real feature vectors at once instead of a period later.
+            key = risk if risk > 0.0 else anomaly * PRE_MODEL_KEY
+            if eligible and key > 0.0 and (len(current) < size or key > current[0].risk):
                 candidates.seq += 1
                 candidates.offer(
-                    Candidate(risk, candidates.seq, state.group, layout.names, vec, type_feature),
+                    Candidate(key, candidates.seq, state.group, layout.names, vec, type_feature),
                     size,
                 )
-        labels.push(state, t, vec, self._max_pending)
+        labels.push(state, t, vec, self._max_pending, slot_s=self._slot_s, seed=self._seed)
         examples = self._examples(state, layout, matured) if matured else []
         return Step(state, [prediction], alerts, examples)
 
@@ -374,17 +387,35 @@ class Scorer:
             state.alert_id = None
             state.streak = 0
             labels.drain(state, False, matured)
-        elif feedback.verdict == "repaired":
+        elif feedback.verdict in ("repaired", "replaced"):
             if matches:
-                alerts.append(self._closing_alert(state, feedback.ts, "repaired (feedback)"))
+                reason = f"{feedback.verdict} (feedback)"
+                alerts.append(self._closing_alert(state, feedback.ts, reason))
                 state.alert_id = None
                 labels.drain(state, True, matured)
             else:
                 labels.clear(state)
-            state.streak = 0
             state.reset_features()
         examples = self._examples(state, self.layout(state.metrics), matured) if matured else []
         return Step(state, [], alerts, examples)
+
+    def on_maintenance(self, state: DeviceState | None, event: MaintenanceEvent) -> Step:
+        """A repair or replacement from the maintenance log: a new life of the device.
+
+        The open alert closes (``reason``: the kind), buffered readings are dropped
+        without a label (nothing says whether they led to a fault), and the baseline and
+        watch-list mark are reset. No example is emitted.
+        """
+        if state is None:
+            device_type = event.device_type or UNKNOWN_TYPE
+            state = DeviceState(event.device_id, device_type, self.group_of(device_type, {}))
+        alerts: list[Alert] = []
+        if state.alert_id is not None:
+            alerts.append(self._closing_alert(state, event.ts, f"{event.kind} (maintenance)"))
+            state.alert_id = None
+        labels.clear(state)
+        state.reset_features()
+        return Step(state, [], alerts, [])
 
     # -- helpers ------------------------------------------------------------------
 

@@ -44,7 +44,9 @@ class DeviceState:
         "last_ts",
         "metrics",
         "n",
+        "pend_count",
         "pend_flag",
+        "pend_key",
         "pend_ts",
         "pend_vec",
         "pend_width",
@@ -71,6 +73,10 @@ class DeviceState:
         """Feature count of each buffered vector (layouts only grow)."""
         self.pend_flag: array[int] = array("B")
         """1 once the reading has been emitted as a provisional negative."""
+        self.pend_count: array[int] = array("I")
+        """Readings each buffered entry stands for (its slot's count)."""
+        self.pend_key: array[int] = array("I")
+        """``labels.slot_key`` of each buffered entry (the smallest of its slot wins)."""
         self.pend_vec: array[float] = array("f")
         """Buffered feature vectors, concatenated, as 32-bit floats."""
         self.dropped = 0
@@ -102,10 +108,9 @@ class DeviceState:
             self.vals = [v for i in kept for v in vals[i * SLOTS : (i + 1) * SLOTS]]
             self.metrics = tuple(self.metrics[i] for i in kept)
             self.dropped += len(self.pend_ts)
-            self.pend_ts = array("d")
-            self.pend_width = array("H")
-            self.pend_flag = array("B")
-            self.pend_vec = array("f")
+            for name in self.__slots__:
+                if name.startswith("pend_"):
+                    setattr(self, name, array(getattr(self, name).typecode))
         return removed
 
     def estimated_bytes(self) -> int:
@@ -122,21 +127,23 @@ class DeviceState:
         )
 
     def copy(self) -> DeviceState:
-        """An independent copy (containers copied), for copy-on-write callers."""
+        """An independent copy (every list and array copied), for copy-on-write callers."""
         clone = DeviceState.__new__(DeviceState)
-        clone.__setstate__(self.__getstate__())
-        clone.vals = list(self.vals)
-        clone.pend_ts = array("d", self.pend_ts)
-        clone.pend_width = array("H", self.pend_width)
-        clone.pend_flag = array("B", self.pend_flag)
-        clone.pend_vec = array("f", self.pend_vec)
+        clone.__setstate__(
+            tuple(
+                value[:] if isinstance(value, list | array) else value
+                for value in self.__getstate__()
+            )
+        )
         return clone
 
     def reset_features(self) -> None:
-        """Forget the device's baseline and watch-list mark (after a repair or failure)."""
+        """Start a new life: forget the baseline and the watch-list mark (failure, repair,
+        replacement)."""
         self.vals = [0.0] * len(self.vals)
         self.n = 0
         self.alerted = False
+        self.streak = 0
 
     @property
     def pending(self) -> int:

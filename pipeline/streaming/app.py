@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from pipeline.streaming.intake import Rejection, describe_validation_error, reje
 from pipeline.streaming.models import ModelRegistry
 from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome, Processor, Source
 from pipeline.streaming.published import PublishedAlerts
+from pipeline.streaming.rollup import Rollup
 from pipeline.streaming.signing import seal, sign_snapshot, unseal
 from pipeline.streaming.sink import InfluxSink
 from schemas import Rejected, TrainingExample
@@ -125,6 +127,9 @@ class Worker:
             batch_size=settings.sink_batch_size,
             max_buffered=settings.sink_max_buffered_points,
             is_permanent=is_permanent,
+        )
+        self.rollup = Rollup(
+            period_s=settings.rollup_period_s, worker=settings.worker_id, run=uuid.uuid4().hex[:8]
         )
         self.models = ModelRegistry(settings.model_signing_key, self.scorer.install)
         self.trainers: dict[str, Trainer] = {}
@@ -285,8 +290,11 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                 offset=message.offset,
             )
             return
+        assert outcome.record is not None  # accepted: neither rejected nor a duplicate
         worker.sink.add(outcome.lines())
+        alert_open = outcome.record.state is not None and outcome.record.state.alert_id is not None
         for prediction in outcome.predictions:
+            worker.rollup.offer(prediction, alert_open=alert_open)
             worker.readings += 1
             worker.evaluator.observe_prediction(prediction)
         for failure in outcome.failures:
@@ -317,6 +325,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             # Staged states stay readable while the sink may block on an outage.
             worker.pending = Checkpoint(states=dict(batch.states))
             started = time.monotonic()
+            worker.sink.add(worker.rollup.drain())
             await worker.sink.flush()
             for point, reason in worker.sink.take_refused():
                 envelope = rejected(

@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.backtest import PRESETS, build_report, run_backtest, strip_timing
 from pipeline.cli import main
-from pipeline.cli.backtest_cmd import _limited, parse_duration
+from pipeline.cli.backtest_cmd import _limited
 from pipeline.datasets import open_dataset
+from pipeline.durations import parse_duration
 from pipeline.engine import EngineConfig
 from pipeline.errors import ConfigError
 
@@ -163,3 +164,47 @@ def test_cli_writes_report_and_plot(
     assert report["baseline"]["fdr"] == 1.0  # S2's counters rose on its last day
     assert (out / "backtest.png").stat().st_size > 0
     assert "baseline" in stdout
+
+
+def test_alert_budget_values() -> None:
+    from pipeline.cli.backtest_cmd import parse_budget
+
+    assert parse_budget("0") == 0.0
+    assert parse_budget("0.25") == 0.25
+    assert parse_budget("none") is None
+    assert parse_budget("OFF") is None
+    for bad in ("-1", "x", "nan", "inf"):
+        with pytest.raises(ConfigError, match="--alert-budget"):
+            parse_budget(bad)
+
+
+def test_help_lists_every_reader_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.datasets import OPTION_KEYS
+
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, _ = _run_cli(["--help"], monkeypatch, capsys)
+    assert code == 0
+    text = " ".join(out.split())
+    for keys in OPTION_KEYS.values():
+        for key in keys:
+            assert key in text
+    for flag in ("--device", "--failures", "--maintenance", "--budget-period", "--verbose"):
+        assert flag in text
+
+
+def test_horizon_units_people_write() -> None:
+    hour = 3600.0
+    cases = (
+        ("48hours", 48 * hour),
+        ("5min", 300.0),
+        ("90s", 90.0),
+        ("2w", 14 * 86400.0),
+        ("1hour", hour),
+        ("3days", 3 * 86400.0),
+    )
+    for text, seconds in cases:
+        assert parse_duration(text, 86400.0).total_seconds() == seconds
+    with pytest.raises(ConfigError, match=r"accepted: s, m/min, h/hour\(s\), d/day\(s\)"):
+        parse_duration("48hourz", 86400.0)

@@ -64,6 +64,34 @@ MEASUREMENTS: dict[str, Series] = {
         fields=frozenset({"risk", "alert_id", "reason", "top_factors", "explanation"}),
         tags=frozenset({"device_id", "device_type", "group", "severity", "action"}),
     ),
+    "device_risk": Series(
+        fields=frozenset(
+            {
+                "risk",
+                "failure_probability",
+                "anomaly_score",
+                "model_version",
+                "top_factor",
+                "alert_open",
+                "reading_ts",
+            }
+        ),
+        tags=frozenset({"device_id", "device_type", "group"}),
+    ),
+    "fleet_risk": Series(
+        fields=frozenset(
+            {
+                "readings",
+                "risk_sum",
+                "risk_max",
+                "failure_probability_sum",
+                "anomaly_score_sum",
+                "alerts_open",
+                "model_version",
+            }
+        ),
+        tags=frozenset({"group", "worker", "run"}),
+    ),
     "model_health": Series(
         fields=frozenset(
             {
@@ -100,7 +128,7 @@ TAG_VALUES: dict[str, frozenset[str]] = {
     "action": frozenset(get_args(AlertAction)),
     "severity": frozenset(get_args(Severity)),
 }
-DASHBOARD_TITLES = frozenset({"Fleet risk", "Model health", "Pipeline health"})
+DASHBOARD_TITLES = frozenset({"Fleet risk", "Model health", "Pipeline health", "Device drill-down"})
 BUCKET = "forewarn"
 DATASOURCE_UID = "forewarn-influxdb"
 
@@ -671,7 +699,9 @@ def check_grafana(root: Path) -> Problems:
     for path in sorted((root / GRAFANA_DIR).rglob("*.y*ml")):
         document = yaml.safe_load(path.read_text()) or {}
         values = "\n".join(_strings(document))
-        for variable in sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", values))):
+        # Grafana expands $VAR in provisioning files; $$ is a literal $ (alert templates).
+        variables = re.findall(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)", values.replace("$$", ""))
+        for variable in sorted(set(variables)):
             if variable not in grafana_env:
                 problems.append(f"{path.name}: ${variable} is not in the grafana environment")
         datasources.extend(document.get("datasources") or [])
@@ -723,7 +753,8 @@ def flux_problems(query: str) -> Problems:
     problems.extend(
         f"reads bucket {bucket}, not {BUCKET!r}" for bucket in buckets if bucket != f'"{BUCKET}"'
     )
-    if "v.timeRangeStart" not in query:
+    # A panel about "now" may start its range a fixed span before the range's end.
+    if "v.timeRangeStart" not in query and "from: v.timeRangeStop)" not in query:
         problems.append("ignores the dashboard time range (v.timeRangeStart)")
     measurements = _MEASUREMENT.findall(query)
     if not measurements or len(measurements) != len(_MEASUREMENT_USE.findall(query)):
@@ -1149,8 +1180,8 @@ MUTANTS: dict[str, Mutant] = {
     ),
     "query of an unknown measurement": (
         "dashboards",
-        lambda r: _edit_first_query(r, '"prediction"', '"predictions"'),
-        "unknown measurements ['predictions']",
+        lambda r: _edit_first_query(r, '"fleet_risk"', '"fleet_risks"'),
+        "unknown measurements ['fleet_risks']",
     ),
     "query of an unknown field": (
         "dashboards",

@@ -19,7 +19,7 @@ TS = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
 
 
 def test_public_surface_is_small() -> None:
-    assert datasets.__all__ == ["FORMATS", "Dataset", "Event", "open_dataset"]
+    assert datasets.__all__ == ["FORMATS", "OPTION_KEYS", "Dataset", "Event", "open_dataset"]
     assert FORMATS == ("backblaze", "cmapss", "csv")
 
 

@@ -307,3 +307,44 @@ def test_real_slice_reads_the_same_gzipped_or_plain(tmp_path: Path) -> None:
     events = read(plain)
     assert events == read(zipped)
     assert Counter(type(e).__name__ for e in events)["Telemetry"] == 50_000
+
+
+REAL_2018 = DATA / "backblaze" / "backblaze-st4000dm000-2018-01-01_2018-02-14.csv.gz"
+
+
+def test_capacity_is_optional_and_every_smart_value_is_a_metric(tmp_path: Path) -> None:
+    header = "date,serial_number,model,failure,smart_5_raw,smart_187_raw,smart_241_raw"
+    path = write(tmp_path / "b.csv", "2018-01-01,A,ST4000DM000,0,0,2,123456789", header=header)
+    (reading,) = read(path)
+    assert isinstance(reading, Telemetry)
+    assert reading.metrics == {
+        "smart_5_raw": 0.0,
+        "smart_187_raw": 2.0,
+        "smart_241_raw": 123456789.0,
+    }
+
+
+def test_2023_format_text_columns_are_ignored(tmp_path: Path) -> None:
+    header = (
+        "date,serial_number,model,capacity_bytes,failure,datacenter,cluster_id,vault_id,"
+        "pod_id,pod_slot_num,is_legacy_format,smart_1_normalized,smart_1_raw,smart_5_raw"
+    )
+    row = "2023-04-01,ZA1,ST8000NM0055,8001563222016,0,phx1,0,1030,9,24,0,83,200000,0"
+    (reading,) = read(write(tmp_path / "b.csv", row, header=header))
+    assert isinstance(reading, Telemetry)
+    assert set(reading.metrics) == {
+        "capacity_bytes",
+        "smart_1_normalized",
+        "smart_1_raw",
+        "smart_5_raw",
+    }
+
+
+@pytest.mark.skipif(not REAL_2018.exists(), reason="shared data not present")
+def test_the_2018_extract_reads_with_no_option() -> None:
+    dataset = open_dataset("backblaze", REAL_2018)
+    first = [e for e in itertools.islice(dataset.events(), 2000) if isinstance(e, Telemetry)]
+    assert len(first) == 2000
+    metrics = set().union(*(event.metrics for event in first))
+    assert {"smart_187_raw", "smart_198_raw", "smart_241_raw", "smart_242_raw"} <= metrics
+    assert "capacity_bytes" not in metrics

@@ -101,7 +101,7 @@ def test_other_subsets_by_option(small: Path) -> None:
     [
         ({"subset": "fd1"}, r"subset='fd1' is not FD001, FD002, \.\.\."),
         ({"split": "validation"}, r"split='validation' is not one of both, train, test"),
-        ({"horizon": 3}, r"unknown cmapss options: horizon \(valid: split, subset\)"),
+        ({"horizon": 3}, r"unknown cmapss options: horizon \(valid -o keys: split, subset\)"),
     ],
 )
 def test_bad_options(small: Path, options: dict[str, object], message: str) -> None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.datasets import Event, open_dataset
-from pipeline.datasets.generic_csv import parse_time
+from pipeline.datasets._rows import parse_time
 from pipeline.errors import DatasetError
 from schemas import FailureEvent, Telemetry
 
@@ -165,9 +165,14 @@ def test_a_bom_from_a_spreadsheet_is_ignored(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"device_column": None}, r"^csv needs option device_column$"),
-        ({"device_column": 3}, r"^csv option device_column=3 is not a non-empty string$"),
-        ({"metric_columns": [1]}, r"metric_columns=\[1\] is not a list of column names"),
+        ({"device_column": None}, r"^csv needs the device: --device-column COLUMN, or --device"),
+        ({"device": "p1"}, r"^csv: give --device-column or --device, not both$"),
+        ({"time_column": None}, r"^csv needs --time-column COLUMN"),
+        ({"device_column": 3}, r"^--device-column 3 is not a non-empty string$"),
+        ({"metric_columns": [1]}, r"--metric-columns \[1\] is not a list of column names"),
+        ({"time_column": "stamp"}, r"^--time-column 'stamp': no such column in f\.csv \("),
+        ({"failures": "nope.csv"}, r"^--failures nope\.csv: no such file$"),
+        ({"time_shift": "1x"}, r"unknown unit 'x' \(accepted: s, m/min, h/hour"),
         ({"metric_columns": ["x", "x"]}, r"is not a list of distinct column names"),
         ({"metric_columns": ["x", "device"]}, r"use columns more than once: device$"),
         ({"device_type": "a", "device_type_column": "x"}, r"exclude each other"),
@@ -177,8 +182,8 @@ def test_a_bom_from_a_spreadsheet_is_ignored(tmp_path: Path) -> None:
         ({"time_unit_seconds": -1}, r"time_unit_seconds=-1 is not a positive number"),
         ({"time_unit_seconds": "nan"}, r"time_unit_seconds='nan' is not a positive number"),
         ({"delimiter": ";;"}, r"delimiter=';;' is not one character"),
-        ({"metric_columns": ["x", "y", "z"]}, r"f\.csv: missing columns: y, z$"),
-        ({"colour": "red"}, r"^unknown csv options: colour \(valid: delimiter, device_column"),
+        ({"metric_columns": ["x", "y", "z"]}, r"--metric-columns 'y': no such column in f\.csv"),
+        ({"colour": "red"}, r"^unknown csv options: colour \(valid -o keys: delimiter, device,"),
     ],
 )
 def test_bad_options(tmp_path: Path, options: dict[str, object], message: str) -> None:
@@ -310,3 +315,107 @@ def test_generic_csv_round_trips_random_rows(
         got = read(path, **options)
     expected.sort(key=lambda item: (item[0], item[1]))
     assert got == [event for _, _, event in expected]
+
+
+# --- real files as people have them -------------------------------------------------
+
+
+def test_single_series_with_a_failures_file_and_maintenance(tmp_path: Path) -> None:
+    data = write(
+        tmp_path / "pump.csv",
+        "timestamp;temperature;anomaly\n"
+        "2024-03-01 00:00:00;20.5;0\n"
+        "2024-03-01 00:05:00;21.0;0\n"
+        "2024-03-01 00:10:00;25.0;1\n"
+        "2024-03-01 00:15:00;20.0;0\n",
+    )
+    failures = write(
+        tmp_path / "failures.csv",
+        "device,time,kind\npump1,2024-03-01 00:10:00,bearing\npump1,2024-03-01T00:12:00,replaced",
+    )
+    dataset = open_dataset(
+        "csv", data, device="pump1", time_column="timestamp", failures=str(failures)
+    )
+    assert dataset.warnings == (
+        "columns that look like labels are not used as metrics: anomaly "
+        "(name them in --metric-columns to use them anyway)",
+    )
+    events = list(dataset.events())
+    kinds = [type(event).__name__ for event in events]
+    assert kinds == [
+        "Telemetry",
+        "Telemetry",
+        "Telemetry",
+        "FailureEvent",
+        "MaintenanceEvent",
+        "Telemetry",
+    ]
+    assert all(event.device_id == "pump1" for event in events)
+    assert isinstance(events[0], Telemetry)
+    assert events[0].metrics == {"temperature": 20.5}
+    assert isinstance(events[3], FailureEvent)
+    assert events[3].reason == "bearing"
+    assert events[3].device_type == "default"
+
+
+def test_a_failures_file_of_times_only_for_one_device(tmp_path: Path) -> None:
+    data = write(tmp_path / "v.csv", "t,x\n1,1\n2,2\n3,3")
+    failures = write(tmp_path / "f.csv", "1970-01-01T00:00:02Z")
+    events = list(
+        open_dataset("csv", data, device="v1", time_column="t", failures=str(failures)).events()
+    )
+    assert [type(e).__name__ for e in events] == [
+        "Telemetry",
+        "Telemetry",
+        "FailureEvent",
+        "Telemetry",
+    ]
+
+
+def test_flags_written_as_floats_and_columns_by_position(tmp_path: Path) -> None:
+    # pandas' to_csv writes an unnamed index column first and floats for 0/1.
+    path = write(tmp_path / "p.csv", ",value,failed\n2024-03-01,1.5,0.0\n2024-03-02,2.5,1.0")
+    dataset = open_dataset("csv", path, device="m", time_column="1", failure_column="3")
+    events = list(dataset.events())
+    assert [type(e).__name__ for e in events] == ["Telemetry", "Telemetry", "FailureEvent"]
+    assert isinstance(events[0], Telemetry)
+    assert events[0].metrics == {"value": 1.5}
+    named = open_dataset("csv", path, device="m", time_column="column_1")
+    assert len(list(named.events())) == 2
+
+
+def test_time_shift_and_a_named_label_column_warns(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "device,date,x,label\na,2024-03-01,1,0")
+    dataset = open_dataset(
+        "csv",
+        path,
+        device_column="device",
+        time_column="date",
+        time_shift="1d",
+        metric_columns="x,label",
+    )
+    assert dataset.warnings[0].startswith(
+        "columns that look like labels are used as metrics: label"
+    )
+    (event,) = list(dataset.events())
+    assert event.ts == datetime(2024, 3, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "label_like"),
+    [
+        ("anomaly", True),
+        ("changepoint", True),
+        ("comp1_failure", True),
+        ("is_anomaly", True),
+        ("Label", True),
+        ("temperature", False),
+        ("failure_rate_sensor", True),
+        ("volt", False),
+        ("flabel", False),
+    ],
+)
+def test_label_like_names(name: str, label_like: bool) -> None:
+    from pipeline.datasets.generic_csv import looks_like_label
+
+    assert looks_like_label(name) is label_like

@@ -180,7 +180,7 @@ def test_no_alert_before_the_budget_threshold_is_learnt() -> None:
     # Day 0: a high risk, but no threshold has been learnt yet.
     assert policy.decide(None, 0, 0.9, 10.0)[0] == 0
     # Day 1: the previous day's top risks were learnt; a higher risk now raises.
-    assert policy.decide(None, 0, 0.95, day + 10.0)[0] == RAISE
+    assert policy.decide(None, 0, 0.95, day + 10.0, dt=day)[0] == RAISE
     assert policy.threshold() == pytest.approx(0.9)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from pipeline.engine import FLEET_MODELS, EngineConfig, Trainer
 from pipeline.engine.fleet import ClippedScaler, ScoringModel, squash
 from pipeline.errors import ConfigError
+from schemas import TrainingExample
 
 NAMES = ("a", "a.delta", "b", "anomaly")
 
@@ -73,15 +75,48 @@ def test_registry_and_unknown_name() -> None:
         EngineConfig(fleet_model="nope")
 
 
-def test_versions_are_monotonic_and_due_counts_examples() -> None:
-    trainer = Trainer(EngineConfig(publish_every=10), "g")
+def _example(x: dict[str, float], y: bool, t: float) -> TrainingExample:
+    return TrainingExample(
+        group="g",
+        device_id="d",
+        ts=datetime.fromtimestamp(t, UTC),
+        features=x,
+        label=y,
+        weight=1.0,
+        source="failure" if y else "horizon",
+    )
+
+
+def test_first_model_once_both_classes_seen_then_on_event_time() -> None:
+    config = EngineConfig(min_positives=3, horizon=timedelta(hours=32), label_slots=32)
+    trainer = Trainer(config, "g")  # publish_interval: horizon / label_slots = 1 h
     assert not trainer.due()
-    for x, y in _examples(10):
-        trainer.learn_one(x, y)
+    t = 0.0
+    for _ in range(50):  # negatives only: no first model however many
+        trainer.learn(_example({"a": 0.0}, False, t))
+    assert not trainer.due()
+    for i in range(3):
+        trainer.learn(_example({"a": 5.0}, True, t))
+        assert trainer.due() == (i == 2)
+    assert trainer.model().version == 1
+    assert not trainer.due()
+    trainer.learn(_example({"a": 0.0}, False, t + 3599.0))
+    assert not trainer.due()  # less than an hour of event time since version 1
+    trainer.learn(_example({"a": 0.0}, False, t + 3600.0))
     assert trainer.due()
     versions = [trainer.model().version for _ in range(3)]
-    assert versions == [1, 2, 3]
+    assert versions == [2, 3, 4]
     assert not trainer.due()
+
+
+def test_publish_every_adds_a_count_trigger() -> None:
+    trainer = Trainer(EngineConfig(min_positives=1, publish_every=10), "g")
+    for i, (x, y) in enumerate(_examples(30)):
+        trainer.learn(_example(x, y, 0.0))
+        if trainer.due():
+            trainer.model()
+            assert trainer.version == 1 or i % 10 == 9 or trainer.version >= 1
+    assert trainer.version >= 3
 
 
 def test_snapshot_is_a_copy() -> None:

@@ -103,3 +103,39 @@ def test_drain_labels_everything_with_the_verdict() -> None:
     assert [(item.label, item.source, item.weight) for item in out] == [
         (False, "feedback", 1.0)
     ] * 3
+
+
+def test_buffer_covers_the_horizon_at_any_cadence() -> None:
+    # One reading a second for a 1-hour horizon: 3,600 readings, at most 33 kept, with
+    # weights summing to the readings they stand for; both classes reach the trainer.
+    slot_s = 3600.0 / 32
+    state = DeviceState("d1", "t", "t")
+    for i in range(3600 + 1800):
+        out: list[Labelled] = []
+        labels.age_out(
+            state, float(i), horizon_s=3600.0, provisional_s=None, rate=1.0, seed=0, out=out
+        )
+        labels.push(state, float(i), [float(i)], 64, slot_s=slot_s, seed=0)
+        assert state.pending <= 34
+    negatives = out  # the last step's matured negatives
+    assert all(not item.label for item in negatives)
+    failure: list[Labelled] = []
+    labels.on_failure(state, 5399.0, horizon_s=3600.0, rate=1.0, seed=0, out=failure)
+    positives = [item for item in failure if item.label]
+    assert 32 <= len(positives) <= 33
+    assert abs(sum(item.weight for item in positives) - 3601) <= 112  # one slot's worth
+    assert positives[0].ts < 1800.0 + 2 * slot_s
+    assert positives[-1].ts > 5399.0 - slot_s
+    assert state.dropped == 0
+
+
+def test_slot_choice_is_seeded_and_deterministic() -> None:
+    def kept(seed: int) -> list[float]:
+        state = DeviceState("d1", "t", "t")
+        for i in range(1000):
+            labels.push(state, float(i), [float(i)], 64, slot_s=100.0, seed=seed)
+        return list(state.pend_ts)
+
+    assert kept(1) == kept(1)
+    assert kept(1) != kept(2)
+    assert [int(t // 100) for t in kept(1)] == list(range(10))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from pipeline.engine import EngineConfig, alert_id
 from pipeline.engine.policy import CLEAR, RAISE, AlertBudget, Policy
 
@@ -38,14 +40,31 @@ def test_one_open_alert_and_expiry_after_horizon() -> None:
     assert actions == [RAISE, 0, 0, 0, CLEAR, RAISE, 0, 0]
 
 
-def test_budget_caps_new_alerts() -> None:
-    config = EngineConfig(alert_budget=10.0, high_mark=0.0, budget_burst=1.0)  # 1 per 100 readings
+def _new_alerts(config: EngineConfig, devices: int, cadence: float, days: float) -> int:
+    """New alerts a budget lets through when every reading is above the threshold."""
     policy = Policy(config)
     raised = 0
-    for i in range(10_000):
-        action, _ = policy.decide(None, 0, 0.9, i * (DAY / 1000))
-        raised += action == RAISE
-    assert 95 <= raised <= 101
+    steps = int(days * DAY / cadence)
+    for step in range(steps):
+        t = step * cadence
+        for _ in range(devices):
+            action, _ = policy.decide(None, 0, 0.9, t, dt=cadence if step else 0.0)
+            raised += action == RAISE
+    return raised
+
+
+@pytest.mark.parametrize("cadence", [60.0, 3600.0, DAY])
+def test_budget_is_per_device_and_time_whatever_the_cadence(cadence: float) -> None:
+    # 50 per 1,000 devices a day, 20 devices, 10 days: 10 new alerts.
+    config = EngineConfig(alert_budget=50.0, high_mark=0.0, budget_burst=1.0)
+    raised = _new_alerts(config, 20, cadence, 10.0)
+    assert 9 <= raised <= 10
+
+
+def test_zero_budget_allows_no_alert_and_none_no_limit() -> None:
+    assert _new_alerts(EngineConfig(alert_budget=0.0), 5, 3600.0, 3.0) == 0
+    unlimited = EngineConfig(alert_budget=None, high_mark=0.5)
+    assert _new_alerts(unlimited, 5, 3600.0, 1.0) == 5 * 24
 
 
 def test_budget_threshold_tracks_the_top_risks_of_the_last_period() -> None:
@@ -53,10 +72,10 @@ def test_budget_threshold_tracks_the_top_risks_of_the_last_period() -> None:
     budget = AlertBudget(config)
     for day in range(3):
         for i in range(1000):
-            budget.tick(day * DAY + i)
+            budget.tick(day * DAY + i, DAY)
             budget.offer(i / 1000.0)
     budget.tick(3 * DAY)
-    # 10 alerts per 1000 readings: the 10th highest risk of the last day
+    # 1,000 devices a day at 10 per 1,000 devices a day: the 10th highest risk
     assert abs(budget.threshold() - 0.990) < 1e-9
 
 
@@ -78,15 +97,15 @@ def test_budget_periods_only_move_forward_when_partitions_interleave() -> None:
     ordered, interleaved = AlertBudget(config), AlertBudget(config)
     for day in range(3):
         for i in range(1000):
-            ordered.tick(day * DAY + i)
+            ordered.tick(day * DAY + i, DAY)
             ordered.offer(i / 1000.0)
     # Another partition lags one day behind: its readings arrive mixed with today's.
     for day in range(3):
         for i in range(1000):
-            interleaved.tick(day * DAY + i)
+            interleaved.tick(day * DAY + i, DAY)
             interleaved.offer(i / 1000.0)
             if day and i % 10 == 0:
-                interleaved.tick((day - 1) * DAY + i)
+                interleaved.tick((day - 1) * DAY + i, DAY)
     assert interleaved.period_index == ordered.period_index == 2
     ordered.tick(3 * DAY)
     interleaved.tick(3 * DAY)
