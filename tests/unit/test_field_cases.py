@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from pipeline import topics
+from pipeline.backtest.driver import run_backtest
 from pipeline.cli.engine_options import engine_config_for
 from pipeline.engine import Scorer
 from pipeline.engine.state import MAX_DEVICE_METRICS, MAX_STATE_BYTES
 from pipeline.streaming.processor import DeviceRecord, Outcome, Processor, Source
-from schemas import Prediction, TrainingExample
+from schemas import Prediction, Telemetry, TrainingExample
 
 CASES = Path(__file__).parents[1] / "fixtures" / "field_cases"
 
@@ -189,3 +190,19 @@ def test_windows_ids_are_accepted_unless_line_protocol_cannot_carry_them() -> No
     assert accepted == ["\\\\.\\PHYSICALDRIVE0", "ZA1,B2=C3 D"]
     assert len(run.reasons) == 2
     assert all("device_id" in r or "device_type" in r for r in run.reasons)
+
+
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("telemetry_clock_reset.jsonl", 1),
+        ("telemetry_future_then_normal.jsonl", 1),
+        ("telemetry_two_year_jump.jsonl", 2),
+    ],
+)
+def test_the_backtest_applies_the_same_time_policy(name: str, refused: int) -> None:
+    events = [Telemetry.model_validate_json(value) for _, _, _, value in messages(name)]
+    result = run_backtest(events, engine_config_for("backblaze"))
+    assert result.refused == refused
+    assert result.readings == len(events) - refused
+    assert result.refused == sum(o.rejected is not None for o in feed(name).outcomes)
