@@ -15,9 +15,12 @@ import pytest
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from bench.grafana_queries import DAYS, START, alerted_device, synthetic_fleet
+from pipeline.datasets import Event
 from pipeline.grafana import flux_for, panel_queries
-from pipeline.influx import influx_client
+from pipeline.influx import count_points, flux_string, influx_client
 from pipeline.settings import Settings
+from schemas import Telemetry
+from tests.integration.harness import Deployment, wait_until
 
 GRAFANA = Path(__file__).resolve().parents[2] / "infra" / "grafana"
 
@@ -70,4 +73,71 @@ def test_every_panel_and_rule_query_returns_the_columns_it_uses(fleet_bucket: Se
             missing = query.columns - set(records[0].values)
             if missing:
                 problems.append(f"{where}: no column(s) {sorted(missing)}")
+    assert problems == []
+
+
+def test_a_real_worker_writes_the_rollups_the_dashboards_read(
+    deployment: Deployment, backblaze_slice: list[Event]
+) -> None:
+    """The worker's sink writes device_risk and fleet_risk; every panel answers from them."""
+    events = backblaze_slice
+    readings = [e for e in events if isinstance(e, Telemetry)]
+    deployment.start_worker()
+    deployment.replay(events)
+    deployment.wait_for_predictions(len(readings))
+    settings = deployment.settings
+    device_days = {(r.device_id, r.ts.date()) for r in readings}
+
+    def rollups() -> tuple[int, int]:
+        with deployment.client() as client:
+            device_risk = count_points(
+                client, settings, measurement="device_risk", field="risk", start="0"
+            )
+            flux = (
+                f"from(bucket: {flux_string(settings.influx_bucket)}) |> range(start: 0)"
+                ' |> filter(fn: (r) => r._measurement == "fleet_risk" and r._field == "readings")'
+                " |> group() |> sum()"
+            )
+            tables = client.query_api().query(flux, org=settings.influx_org)
+            counted = int(tables[0].records[0].get_value()) if tables else 0
+        return device_risk, counted
+
+    # One device_risk point per device and day; fleet_risk counts every reading once
+    # (one worker, no crash: no window is replayed).
+    wait_until(
+        lambda: rollups() == (len(device_days), len(readings)),
+        timeout_s=60,
+        what=f"{len(device_days)} device_risk points and {len(readings)} readings in fleet_risk",
+    )
+    problems = []
+    with deployment.client() as client:
+        api = client.query_api()
+        for query in panel_queries(GRAFANA):
+            if query.dashboard not in ("Fleet risk", "Device drill-down"):
+                continue
+            flux = flux_for(
+                query,
+                bucket=settings.influx_bucket,
+                start=START,
+                stop=START + timedelta(days=DAYS),
+                device_id=readings[0].device_id,
+            )
+            tables = api.query(flux, org=settings.influx_org)
+            records = [record for table in tables for record in table.records]
+            if query.title.startswith("Alerts") or "alert" in query.title.lower():
+                continue  # whether the slice raises alerts is the engine's business
+            if not records and query.title.startswith("Riskiest"):
+                # Empty is right only if no device's last-day risk reaches the floor.
+                check = flux.split("|> group()")[0].replace("r._value >= 0.05", "true")
+                check += "|> group() |> max()"
+                top = [r.get_value() for t in api.query(check, org=settings.influx_org) for r in t]
+                if not top or top[0] >= 0.05:
+                    problems.append(f"{query.title}: empty, but the last day's top risk is {top}")
+                continue
+            if not records:
+                problems.append(
+                    f"{query.dashboard} / {query.title}: no rows from the worker's data"
+                )
+            elif query.columns - set(records[0].values):
+                problems.append(f"{query.dashboard} / {query.title}: missing columns")
     assert problems == []

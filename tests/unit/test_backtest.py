@@ -208,3 +208,35 @@ def test_horizon_units_people_write() -> None:
         assert parse_duration(text, 86400.0).total_seconds() == seconds
     with pytest.raises(ConfigError, match=r"accepted: s, m/min, h/hour\(s\), d/day\(s\)"):
         parse_duration("48hourz", 86400.0)
+
+
+def test_one_warning_per_condition_that_makes_the_run_meaningless(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.datasets.synthetic import write_single_series
+
+    data, failures = write_single_series(tmp_path / "pump", days=3)  # no failure yet
+    out = tmp_path / "r"
+    code, stdout, _ = _run_cli(
+        [
+            "csv", str(data), "--device", "pump1", "--time-column", "timestamp",
+            "--failures", str(failures), "--horizon", "1d", "--alert-budget", "0.25",
+            "--no-plot", "--report-dir", str(out),
+        ],
+        monkeypatch,
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    starts = [w.split(":")[0] for w in report["warnings"]]
+    assert starts == [
+        "columns that look like labels are not used as metrics",
+        "no model trained",
+        "rule baseline inactive",
+        "alert budget 0.25 per 1,000 devices per day allowed 0.00 new alerts over the whole run, "
+        "fewer than one (raise --alert-budget, or --alert-budget none for no budget)",
+        "no failures in the data",
+    ]
+    assert report["alerts_allowed"] < 1
+    assert stdout.count("warning: ") == 5
+    assert "no model yet" in stdout

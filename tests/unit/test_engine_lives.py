@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pipeline.engine import EngineConfig, Evaluator, Scorer
-from schemas import FailureEvent, MaintenanceEvent, Telemetry
+from schemas import FailureEvent, Feedback, MaintenanceEvent, Telemetry
 
 DAY = 86400.0
 
@@ -89,3 +89,25 @@ def test_maintenance_resets_the_device_and_drops_its_buffer() -> None:
     assert step.state.n == 0
     after = scorer.on_failure(step.state, FailureEvent(device_id="d", ts=_ts(7)))
     assert after.examples == []  # nothing of the previous life is labelled by this failure
+
+
+def test_a_replaced_verdict_on_the_open_alert_labels_it_and_starts_a_new_life() -> None:
+    scorer = Scorer(EngineConfig(alert_budget=None, high_mark=0.0, provisional_after=None))
+    state = None
+    for day in range(4):
+        state = scorer.on_telemetry(state, _reading(day, 1.0)).state
+    assert state is not None
+    state.alert_id, state.alerted = "a1", True  # as if the device had raised alert a1
+    step = scorer.on_feedback(
+        state,
+        Feedback(
+            device_id="d",
+            ts=_ts(4),
+            alert_id="a1",
+            verdict="replaced",
+        ),
+    )
+    assert [a.reason for a in step.alerts] == ["replaced (feedback)"]
+    assert [e.label for e in step.examples] == [True] * 4
+    assert step.state.n == 0
+    assert not step.state.alerted
