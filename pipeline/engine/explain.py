@@ -23,6 +23,9 @@ from pipeline.engine.features import ANOMALY_FEATURE, COUNTER, Layout
 from pipeline.engine.state import DeviceState
 from schemas import Explanation, Factor
 
+_MAX_LOG = 709.0
+"""Largest signed-log value ``from_log`` can turn back into a float."""
+
 SAMPLE_EVERY = 4
 """The peer sketch takes every 4th reading of each device (the first one included)."""
 
@@ -250,11 +253,13 @@ class Explainer:
                         for name in layout.metrics
                         if name in layout.names
                     }
+                if width != len(layout.names):
+                    return {}  # buffered under an older layout: its positions differ
                 vec = state.pend_vec
                 return {
                     name: (from_log(vec[offset + i]), t - ts)
                     for name, i in index.items()
-                    if i < width
+                    if abs(vec[offset + i]) < _MAX_LOG
                 }
             offset += width
         return {}
