@@ -23,25 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.backtest import PRESETS, dataset_report, run_backtest
+from pipeline.backtest.presets import RULE_COUNTERS
 from pipeline.backtest.report import VARIANTS
-from pipeline.datasets import backblaze, open_dataset
+from pipeline.datasets import open_dataset
 from pipeline.engine import EngineConfig
-
-
-def _accept_missing_capacity() -> None:
-    """Let the reader open extracts without ``capacity_bytes`` (issue 7 fixes it properly).
-
-    Done at run time, on the reader's column lists only; the data is never edited.
-    """
-    if "capacity_bytes" not in backblaze.REQUIRED_COLUMNS:
-        return
-    backblaze.REQUIRED_COLUMNS.remove("capacity_bytes")
-    original = backblaze._metric_names
-
-    def metric_names(header: list[str]) -> list[str]:
-        return [name for name in original(header) if name in header]
-
-    backblaze._metric_names = metric_names
 
 
 def _options(items: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
@@ -74,7 +59,6 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--option", action="append", default=[])
     args = parser.parse_args()
-    _accept_missing_capacity()
     overrides, extra = _options(args.option)
     base = EngineConfig(**{**PRESETS["backblaze"], **overrides}, extra=extra)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -86,6 +70,7 @@ def main() -> None:
             result = run_backtest(
                 itertools.islice(dataset.events(), args.limit),
                 config,
+                rule_counters=RULE_COUNTERS["backblaze"],
                 ground_truth=dataset.ground_truth_failures,
             )
             report = dataset_report(result, dataset)

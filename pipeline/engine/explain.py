@@ -23,9 +23,6 @@ from pipeline.engine.features import ANOMALY_FEATURE, COUNTER, Layout
 from pipeline.engine.state import DeviceState
 from schemas import Explanation, Factor
 
-_MAX_LOG = 709.0
-"""Largest signed-log value ``from_log`` can turn back into a float."""
-
 SAMPLE_EVERY = 4
 """The peer sketch takes every 4th reading of each device (the first one included)."""
 
@@ -112,6 +109,10 @@ def _bin(x: float) -> int:
 def to_log(value: float) -> float:
     """Signed ``log1p``, the space the features and the sketch use."""
     return math.copysign(math.log1p(abs(value)), value)
+
+
+MAX_LOG = 700.0
+"""Beyond this a log-space value has no finite raw value (``expm1`` overflows)."""
 
 
 def from_log(x: float) -> float:
@@ -245,7 +246,8 @@ class Explainer:
         offset = 0
         for j, ts in enumerate(pend_ts):
             width = state.pend_width[j]
-            if start <= ts < t:
+            # A vector buffered before a metric's kind was decided has another layout.
+            if start <= ts < t and width == len(layout.names):
                 index = self._level_index.get(layout.names)
                 if index is None:
                     index = self._level_index[layout.names] = {
@@ -253,13 +255,11 @@ class Explainer:
                         for name in layout.metrics
                         if name in layout.names
                     }
-                if width != len(layout.names):
-                    return {}  # buffered under an older layout: its positions differ
                 vec = state.pend_vec
                 return {
                     name: (from_log(vec[offset + i]), t - ts)
                     for name, i in index.items()
-                    if abs(vec[offset + i]) < _MAX_LOG
+                    if i < width and abs(vec[offset + i]) < MAX_LOG
                 }
             offset += width
         return {}

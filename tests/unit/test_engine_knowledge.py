@@ -164,3 +164,28 @@ def test_offset_model_compiles_to_river_and_learns_a_correction() -> None:
         p, _ = model.score(names, [x["a"], x["b"], 0.0, x["expert"]], "type=m0")
         expected = snapshot.pipeline.predict_proba_one({**x, "anomaly": 0.0})[True]
         assert math.isclose(p, expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_an_alert_after_kinds_are_decided_explains_without_the_old_layout() -> None:
+    # Readings buffered while the kinds were undecided have another layout: the
+    # explainer must not read their slots by the new names (a gauge's huge z-score read
+    # as a level overflowed expm1 and crashed the worker's agent).
+    scorer = Scorer(EngineConfig(kind_evidence=2, alert_budget=None, high_mark=0.5))
+    states: dict[str, DeviceState] = {}
+    days = ((0.0, 1.5), (0.0, 1e300), (0.0, 1e300), (0.0, 1e300), (1e6, 1e300))
+    raised = []
+    for day, (errors, x) in enumerate(days):
+        for device in ("d0", "d1"):
+            step = scorer.on_telemetry(
+                states.get(device),
+                Telemetry(
+                    device_id=device,
+                    ts=T0 + timedelta(days=day),
+                    device_type="m",
+                    metrics={"errors": errors if device == "d0" else 0.0, "x": x},
+                ),
+            )
+            states[device] = step.state
+            raised += [a for a in step.alerts if a.action == "raise"]
+    assert scorer.counters() == ("errors",)
+    assert [a.device_id for a in raised] == ["d0"]
