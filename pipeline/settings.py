@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_flush_seconds: float = Field(default=0.5, gt=0)
     sink_max_buffered_points: int = Field(default=200_000, ge=1)
+    sink_readings: bool = True
+    """Write each reading's raw metrics as a ``reading`` point (the drill-down's raw
+    metrics); off halves the points written per reading (docs/deployment.md)."""
 
     rollup_period_s: int = Field(default=86_400, ge=60)
     """Event-time period of the ``device_risk`` and ``fleet_risk`` roll-ups (seconds)."""

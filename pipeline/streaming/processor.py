@@ -13,8 +13,16 @@ from datetime import datetime
 from pipeline import topics
 from pipeline.engine import DeviceState, Scorer, Step
 from pipeline.streaming.intake import Rejection, decode, rejected
-from pipeline.streaming.lineprotocol import alert_line, prediction_line
-from schemas import Alert, FailureEvent, Feedback, Prediction, Rejected, TrainingExample
+from pipeline.streaming.lineprotocol import alert_line, prediction_line, reading_line
+from schemas import (
+    Alert,
+    FailureEvent,
+    Feedback,
+    Prediction,
+    Rejected,
+    Telemetry,
+    TrainingExample,
+)
 
 
 @dataclass(slots=True)
@@ -52,15 +60,23 @@ class Outcome:
     device_id: str | None = None
     record: DeviceRecord | None = None
     duplicate: bool = False
+    reading: Telemetry | None = None
     predictions: list[Prediction] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     examples: list[TrainingExample] = field(default_factory=list)
     failures: list[FailureEvent] = field(default_factory=list)
     rejected: Rejected | None = None
 
-    def lines(self) -> list[str]:
-        """The InfluxDB points of this outcome: predictions first, then alerts."""
-        return [prediction_line(p) for p in self.predictions] + [alert_line(a) for a in self.alerts]
+    def lines(self, *, readings: bool = True) -> list[str]:
+        """The InfluxDB points of this outcome: the reading's raw metrics (if ``readings``
+        and it has any InfluxDB can store), then predictions, then alerts."""
+        points = [prediction_line(p) for p in self.predictions]
+        points += [alert_line(a) for a in self.alerts]
+        if readings and self.reading is not None:
+            reading = reading_line(self.reading)
+            if reading is not None:
+                points.insert(0, reading)
+        return points
 
 
 class Processor:
@@ -106,6 +122,7 @@ class Processor:
         elif isinstance(message, Feedback):
             steps.append(self.scorer.on_feedback(state, message))
         else:
+            outcome.reading = message
             steps.append(self.scorer.on_telemetry(state, message))
             last_reading = message.ts if last_reading is None else max(last_reading, message.ts)
             if deferred is not None and deferred.ts <= last_reading:
