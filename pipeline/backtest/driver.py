@@ -18,7 +18,7 @@ from datetime import datetime
 
 import structlog
 
-from pipeline.backtest.variants import AnomalyOnly, RuleBaseline
+from pipeline.backtest.variants import BudgetedScore, CounterRules, RuleBaseline
 from pipeline.engine import DeviceState, EngineConfig, Evaluator, Scorer, Trainer
 from schemas import Alert, FailureEvent, MaintenanceEvent, Telemetry, TrainingExample
 
@@ -44,6 +44,12 @@ class BacktestResult:
     model: Evaluator
     baseline: Evaluator
     anomaly_only: Evaluator
+    rule_any_positive: Evaluator
+    """Plain rule: alert on every reading where any error counter is above 0."""
+    rule_any_rose: Evaluator
+    """Plain rule: alert on every reading where any error counter rose."""
+    rule_budgeted: Evaluator
+    """The expert score under the model's alert policy and budget."""
     readings: int
     failures: int
     devices: int
@@ -58,12 +64,14 @@ class BacktestResult:
     failed_devices: list[str]
     """Devices with a failure event, then those failing only in the ground truth."""
     model_versions: dict[str, int]
+    counters: tuple[str, ...] = ()
+    """Metrics the engine recognised as error counters by the end of the run."""
     failure_times: dict[str, list[float]] = field(default_factory=dict)
     """POSIX times of each device's failure events."""
     maintenance: int = 0
     """Maintenance events (repairs, replacements) read."""
     rule_counters: tuple[str, ...] = ()
-    """Counters of the rule baseline (empty: the rule never fires)."""
+    """Counters of the rule baseline (empty: the recognised error counters)."""
     alerts_allowed: float | None = None
     """New alerts the model's budget allowed over the whole run (``None``: no budget)."""
     raised: list[Alert] = field(default_factory=list)
@@ -86,7 +94,11 @@ def run_backtest(
     progress_every: int = 10_000,
     keep_series: Callable[[str], bool] | None = None,
 ) -> BacktestResult:
-    """Run every event through the engine and the two comparison variants."""
+    """Run every event through the engine and the comparison variants.
+
+    ``rule_counters`` are the counters of the configured rule (``baseline``); empty: the
+    error counters the engine recognises.
+    """
     horizon_s = config.horizon.total_seconds()
     scorer = Scorer(config)
     trainers: dict[str, Trainer] = {}
@@ -94,8 +106,14 @@ def run_backtest(
     model_eval = Evaluator(horizon_s)
     baseline_eval = Evaluator(horizon_s, drift_detection=False)
     anomaly_eval = Evaluator(horizon_s, drift_detection=False)
-    rule = RuleBaseline(rule_counters)
-    anomaly_only = AnomalyOnly(config)
+    positive_eval = Evaluator(horizon_s, drift_detection=False)
+    rose_eval = Evaluator(horizon_s, drift_detection=False)
+    expert_eval = Evaluator(horizon_s, drift_detection=False)
+    evaluators = (model_eval, baseline_eval, anomaly_eval, positive_eval, rose_eval, expert_eval)
+    rule = RuleBaseline(rule_counters) if rule_counters else None
+    counter_rules = CounterRules()
+    anomaly_only = BudgetedScore(config)
+    expert_only = BudgetedScore(config)
     series: dict[str, Series] = {}
     failed: list[str] = []
     raised: list[Alert] = []
@@ -142,10 +160,20 @@ def run_backtest(
             anomaly_eval.observe_scores(device_id, group, t, anomaly)
             if anomaly_only.step(device_id, anomaly, t):
                 anomaly_eval.observe_raise(device_id, t)
-            fired = rule.fires(device_id, event.metrics)
-            baseline_eval.observe_scores(device_id, group, t, 1.0 if fired else 0.0)
-            if fired:
-                baseline_eval.observe_raise(device_id, t)
+            expert = step.expert_risk
+            expert_eval.observe_scores(device_id, group, t, expert)
+            if expert_only.step(device_id, expert, t):
+                expert_eval.observe_raise(device_id, t)
+            positive, rose = counter_rules.fires(device_id, event.metrics, scorer.counters())
+            fired = rule.fires(device_id, event.metrics) if rule is not None else rose
+            for evaluator, fires in (
+                (baseline_eval, fired),
+                (positive_eval, positive),
+                (rose_eval, rose),
+            ):
+                evaluator.observe_scores(device_id, group, t, 1.0 if fires else 0.0)
+                if fires:
+                    evaluator.observe_raise(device_id, t)
             if keep_series is not None and keep_series(device_id):
                 s = series.get(device_id)
                 if s is None:
@@ -161,10 +189,13 @@ def run_backtest(
             states[device_id] = step.state
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
-            for evaluator in (model_eval, baseline_eval, anomaly_eval):
+            for evaluator in evaluators:
                 evaluator.observe_maintenance(device_id, event.ts)
-            rule.reset(device_id)
+            if rule is not None:
+                rule.reset(device_id)
+            counter_rules.reset(device_id)
             anomaly_only.reset(device_id)
+            expert_only.reset(device_id)
             maintenance += 1
         else:
             step = scorer.on_failure(states.get(device_id), event)
@@ -175,17 +206,20 @@ def run_backtest(
                     raised.append(alert)
             if step.examples:
                 learn(step.examples)
-            for evaluator in (model_eval, baseline_eval, anomaly_eval):
+            for evaluator in evaluators:
                 evaluator.observe_failure(device_id, event.ts)
-            rule.reset(device_id)
+            if rule is not None:
+                rule.reset(device_id)
+            counter_rules.reset(device_id)
             anomaly_only.reset(device_id)
+            expert_only.reset(device_id)
             failed.append(device_id)
             failure_times.setdefault(device_id, []).append(event.ts.timestamp())
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     if progress is not None:
         progress(readings)
-    for evaluator in (model_eval, baseline_eval, anomaly_eval):
+    for evaluator in evaluators:
         evaluator.finish(ground_truth)
     sizes = [
         len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)) for state in states.values()
@@ -196,6 +230,9 @@ def run_backtest(
         model=model_eval,
         baseline=baseline_eval,
         anomaly_only=anomaly_eval,
+        rule_any_positive=positive_eval,
+        rule_any_rose=rose_eval,
+        rule_budgeted=expert_eval,
         readings=readings,
         failures=len(failed),
         devices=len(states),
@@ -209,6 +246,7 @@ def run_backtest(
         series=series,
         failed_devices=list(dict.fromkeys([*failed, *(ground_truth or {})])),
         model_versions={group: scorer.model_version(group) for group in trainers},
+        counters=scorer.counters(),
         failure_times=failure_times,
         maintenance=maintenance,
         rule_counters=tuple(rule_counters),

@@ -58,10 +58,21 @@ def write_plot(result: BacktestResult, report: dict[str, Any], path: Path, unit_
     ax_risk.set_title("Risk and anomaly score over time (dotted line: failure)")
     ax_risk.legend(loc="upper left")
 
-    sweep = result.model.sweep(SWEEP_THRESHOLDS)
-    fars = [max(p["far"], 1e-4) for p in sweep]
-    ax_curve.plot(fars, [p["fdr"] for p in sweep], color="tab:blue", label="model, post-run sweep")
-    for name, marker in (("model", "o"), ("baseline", "s"), ("anomaly_only", "^")):
+    for evaluator, colour, label in (
+        (result.model, "tab:blue", "model, post-run sweep"),
+        (result.rule_budgeted, "tab:orange", "expert score, post-run sweep"),
+    ):
+        sweep = evaluator.sweep(SWEEP_THRESHOLDS)
+        fars = [max(p["far"], 1e-4) for p in sweep]
+        ax_curve.plot(fars, [p["fdr"] for p in sweep], color=colour, label=label)
+    for name, marker in (
+        ("model", "o"),
+        ("rule_budgeted", "D"),
+        ("rule_any_rose", "v"),
+        ("rule_any_positive", "P"),
+        ("baseline", "s"),
+        ("anomaly_only", "^"),
+    ):
         v = report[name]
         if v["far"] is not None and v["fdr"] is not None:
             ax_curve.plot(

@@ -1,14 +1,17 @@
 """Per-format defaults of a backtest, fixed by reasoning about the data, not its labels.
 
-- ``backblaze``: one fleet model for all drives (``group_by="fleet"``) with the drive model
-  as a one-hot feature: 25 of 37 drive models have fewer than 5 failures in the file, too
-  few for a model of their own (measured: FDR 32.5 % against 20.8 % per drive model, see
-  docs/benchmarks.md). SMART 5 (reallocated) and 197 (pending sectors) are error counters;
-  SMART 9 (power-on hours) is a clock, so only its level is used (its growth would be
-  the length of the drive's record); ``capacity_bytes`` is ignored (a static fleet-mix
-  value, a known confounder). Failures are rare (about 0.5 % of drives a month), so a
-  reading is a provisional negative once its drive has survived one more day, and
-  negatives are subsampled at 5 %.
+- ``backblaze``: error counters, clocks and static values are recognised from the data
+  (``pipeline/engine/kinds.py``; on the 2013 file SMART 5 and 197 come out as error
+  counters, SMART 9 as a clock used by its level only, ``capacity_bytes`` as static and
+  ignored), so one preset fits every Backblaze extract whatever its SMART columns. The
+  raise threshold follows each day's ranking without smoothing
+  (``threshold_smoothing=1``, chosen on the 2013 file, docs/benchmarks.md). One fleet
+  model for all drives (``group_by="fleet"``) with the drive model as a one-hot
+  feature: 25 of 37 drive models have fewer than 5 failures in the file, too few for a
+  model of their own (measured: FDR 32.5 % against 20.8 % per drive model, see
+  docs/benchmarks.md). Failures are rare (about 0.5 % of drives a month), so a reading
+  is a provisional negative once its drive has survived one more day, and negatives
+  are subsampled at 5 %.
 - ``cmapss``: every engine runs to failure, so provisional negatives would be wrong
   for a horizon's worth of every run: strict negatives only, none subsampled (the data
   is small). No budget: alerts fire at a fixed fleet probability of 0.5 ("more likely
@@ -36,9 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "backblaze": {
         "horizon": timedelta(days=14),
         "group_by": "fleet",
-        "counter_metrics": ("smart_5_raw", "smart_197_raw"),
-        "level_only_metrics": ("smart_9_raw",),
-        "ignored_metrics": ("capacity_bytes",),
+        "threshold_smoothing": 1.0,
     },
     "cmapss": {
         "horizon": timedelta(days=30),
@@ -57,6 +58,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 """``EngineConfig`` keyword arguments per dataset format (command-line options win)."""
+
+RULE_COUNTERS: dict[str, tuple[str, ...]] = {
+    "backblaze": ("smart_5_raw", "smart_197_raw"),
+}
+"""Counters of the ``baseline`` rule per format: the reference rule of
+``../shared/data/README.md`` ("SMART 5 or 197 rose since the previous reading"). The
+engine itself gets no such list: it recognises error counters from the data; the
+report's ``rule_any_rose`` and ``rule_any_positive`` use the recognised ones."""
 
 FOLLOW_HORIZON = frozenset({"csv"})
 """Presets whose durations follow the horizon (:func:`horizon_durations`)."""

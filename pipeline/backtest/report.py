@@ -15,6 +15,16 @@ from pipeline.backtest.driver import BacktestResult
 from pipeline.datasets import Dataset
 from pipeline.engine import EngineConfig
 
+VARIANTS = (
+    "model",
+    "rule_budgeted",
+    "rule_any_rose",
+    "rule_any_positive",
+    "baseline",
+    "anomaly_only",
+)
+"""Report keys of the online variants, in the order the summary prints them."""
+
 TIMING_FIELDS = ("seconds", "readings_per_second", "cpu_seconds", "peak_rss_mb")
 """Report fields that vary from run to run; everything else is deterministic."""
 
@@ -39,6 +49,10 @@ def config_dict(config: EngineConfig) -> dict[str, Any]:
 
 def _variant(figures: Mapping[str, Any], *, groups: bool) -> dict[str, Any]:
     out = {k: v for k, v in figures.items() if k not in ("groups", "leads", "first_alert_leads")}
+    failed = figures["failed"]
+    ahead = sum(1 for lead in figures["leads"] if lead >= 1.0)
+    # FDR counting only detections at least one time unit ahead of the failure.
+    out["fdr_lead_1"] = ahead / failed if failed else None
     if groups:
         out["groups"] = {
             name: {k: v for k, v in group.items() if k not in ("leads", "first_alert_leads")}
@@ -104,12 +118,13 @@ def run_warnings(result: BacktestResult, reader_warnings: Sequence[str] = ()) ->
             f"no model trained: a group's first model needs {config.min_positives} positive "
             f"and {config.min_positives} negative examples; the run produced "
             f"{result.positives} positive of {result.examples} examples, so the model "
-            "variant never scored (risk 0)"
+            "variant scored with the expert score alone"
         )
-    if not result.rule_counters:
+    if not result.rule_counters and not result.counters:
         out.append(
-            "rule baseline inactive: no counter metrics, so it never fires "
-            "(give --counter-metrics or --rule-counters)"
+            "rule baseline inactive: no error counter recognised in the data or given, so "
+            "the rules never fire and the expert score is flat (give --counter-metrics or "
+            "--rule-counters)"
         )
     if result.alerts_allowed is not None and result.alerts_allowed < 1.0:
         out.append(
@@ -140,6 +155,7 @@ def build_report(
     model = result.model.report(unit)
     model["status"] = "trained" if result.models_published else NO_MODEL
     sweep = result.model.sweep(SWEEP_THRESHOLDS)
+    expert_sweep = result.rule_budgeted.sweep(SWEEP_THRESHOLDS)
     sizes = sorted(result.state_bytes) or [0]
     report: dict[str, Any] = {
         "dataset": dataset,
@@ -158,11 +174,18 @@ def build_report(
         "model": _variant(model, groups=True),
         "baseline": _variant(result.baseline.report(unit), groups=False),
         "anomaly_only": _variant(result.anomaly_only.report(unit), groups=False),
+        "rule_any_positive": _variant(result.rule_any_positive.report(unit), groups=False),
+        "rule_any_rose": _variant(result.rule_any_rose.report(unit), groups=False),
+        "rule_budgeted": _variant(result.rule_budgeted.report(unit), groups=False),
+        "error_counters": list(result.counters),
         "post_run_sweep": {
             "note": "upper bound: threshold chosen after the run, no budget; not a headline",
             "fdr_at_far_0.5pct": best_fdr_at(sweep, 0.005),
             "fdr_at_far_1pct": best_fdr_at(sweep, 0.01),
             "fdr_at_far_2pct": best_fdr_at(sweep, 0.02),
+            "rule_budgeted_fdr_at_far_0.5pct": best_fdr_at(expert_sweep, 0.005),
+            "rule_budgeted_fdr_at_far_1pct": best_fdr_at(expert_sweep, 0.01),
+            "rule_budgeted_fdr_at_far_2pct": best_fdr_at(expert_sweep, 0.02),
         },
         "drift_events": result.model.drift_events[:100],
         "training": {
@@ -215,19 +238,23 @@ def summary(report: Mapping[str, Any]) -> str:
         f"{report['dataset']}: {report['readings']:,} readings, {report['devices']:,} devices, "
         f"{report['failures']} failures (horizon "
         f"{report['config']['horizon'] / report['time_unit_seconds']:g} {unit})",
-        f"{'variant':<14}{'FDR':>9}{'FAR':>9}{'median lead':>14}{'alerts':>9}{'false alerts':>14}",
+        f"{'variant':<18}{'FDR':>9}{'FAR':>9}{'median lead':>14}{'alerts':>9}{'false alerts':>14}",
     ]
-    for name in ("model", "baseline", "anomaly_only"):
+    for name in VARIANTS:
         v = report[name]
         if v.get("status") == NO_MODEL:
-            lines.append(f"{name:<14}{NO_MODEL:>18}")
+            lines.append(f"{name:<18}{NO_MODEL:>18}")
             continue
         lines.append(
-            f"{name:<14}{_pct(v['fdr']):>9}{_pct(v['far']):>9}"
+            f"{name:<18}{_pct(v['fdr']):>9}{_pct(v['far']):>9}"
             f"{_num(v['median_lead']) + ' ' + unit:>14}{v['alerts']:>9,}"
             f"{v.get('false_alerts', 0):>14,}"
         )
     sweep = report["post_run_sweep"]
+    lines.append(
+        f"error counters: {', '.join(report['error_counters']) or 'none recognised'}; "
+        f"rule_budgeted = expert score under the model's policy and budget"
+    )
     if report["model"].get("status") != NO_MODEL:
         lines.append(
             f"model ROC AUC over readings {_num(report['model']['roc_auc'], 3)}; post-run "

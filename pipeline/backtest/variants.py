@@ -1,4 +1,13 @@
-"""The two comparison variants a backtest runs beside the model: a rule and anomaly-only."""
+"""The comparison variants a backtest runs beside the model.
+
+- plain rules, raised on every reading where they fire (no budget, like the reference
+  numbers of ``../shared/data/README.md``): the configured rule (``RuleBaseline``) and
+  "any error counter > 0" / "any error counter rose" over the error counters the
+  engine recognised (``CounterRules``);
+- budgeted scores (``BudgetedScore``): the engine's alert policy and budget applied to
+  one fixed score: the expert score (``rule_budgeted``: what an operator's hand-written
+  rule would do with the same budget) and the anomaly score (``anomaly_only``).
+"""
 
 from __future__ import annotations
 
@@ -37,8 +46,40 @@ class RuleBaseline:
         self._last.pop(device_id, None)
 
 
-class AnomalyOnly:
-    """The engine's alert policy and budget applied to the anomaly score alone."""
+class CounterRules:
+    """ "Any error counter > 0" and "any error counter rose since the previous reading".
+
+    ``counters`` is passed on every reading (the engine's recognised error counters,
+    which are decided after its first day or so); a device's previous values are kept
+    for exactly those.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[tuple[str, ...], list[float | None]]] = {}
+
+    def fires(
+        self, device_id: str, metrics: dict[str, float], counters: tuple[str, ...]
+    ) -> tuple[bool, bool]:
+        """``(any counter > 0, any counter rose)`` for this reading (and remember it)."""
+        values = [metrics.get(name) for name in counters]
+        positive = any(v is not None and v > 0.0 for v in values)
+        last = self._last.get(device_id)
+        self._last[device_id] = (counters, values)
+        if last is None or last[0] != counters:
+            return positive, False
+        rose = any(
+            new is not None and old is not None and new > old
+            for new, old in zip(values, last[1], strict=True)
+        )
+        return positive, rose
+
+    def reset(self, device_id: str) -> None:
+        """Forget a device (it failed)."""
+        self._last.pop(device_id, None)
+
+
+class BudgetedScore:
+    """The engine's alert policy and budget applied to one fixed score (no learning)."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.policy = Policy(config)

@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from pipeline.backtest import PRESETS, dataset_report, run_backtest, summary, write_report
 from pipeline.backtest.page import page_data
 from pipeline.backtest.plots import write_plot
-from pipeline.backtest.presets import FOLLOW_HORIZON, horizon_durations
+from pipeline.backtest.presets import FOLLOW_HORIZON, RULE_COUNTERS, horizon_durations
 from pipeline.cli import app
 from pipeline.datasets import FORMATS, OPTION_KEYS, Dataset, Event, open_dataset
 from pipeline.durations import parse_duration
@@ -125,7 +125,8 @@ def backtest(
         str | None, typer.Option(help="Comma-separated metrics never used.")
     ] = None,
     rule_counters: Annotated[
-        str | None, typer.Option(help="Counters of the rule baseline (default: counters).")
+        str | None,
+        typer.Option(help="Counters of the rule baseline (default: counters, else the format's)."),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many readings (a slice).")
@@ -217,7 +218,7 @@ def backtest(
         settings["alert_budget"] = parse_budget(alert_budget)
     known = {item.name for item in fields(EngineConfig)}
     config = EngineConfig(**{k: v for k, v in settings.items() if k in known})
-    rule = _names(rule_counters) or config.counter_metrics
+    rule = _names(rule_counters) or config.counter_metrics or RULE_COUNTERS.get(fmt, ())
 
     console = Console(stderr=True)
     with Progress(

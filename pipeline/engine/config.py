@@ -26,12 +26,14 @@ class EngineConfig:
     group_by: str = "device_type"
     """Model group of a device: ``"device_type"``, ``"fleet"`` (one group) or a tag name."""
 
-    fleet_model: str = "logreg"
+    fleet_model: str = "expert-logreg"
     """Name of the fleet pipeline in :data:`pipeline.engine.fleet.FLEET_MODELS`."""
 
     counter_metrics: tuple[str, ...] = ()
     """Error counters (e.g. reallocated sectors): features in log space, rises, growth
-    since first seen, recency of the last change. They also drive the rule baseline."""
+    since first seen, recency of the last change; the expert score reads them. Metrics
+    not named in any of the three lists get their kind from the data
+    (:mod:`pipeline.engine.kinds`), so these lists are overrides, not required."""
 
     level_only_metrics: tuple[str, ...] = ()
     """Metrics used only as their current level: clocks and static values whose drift
@@ -39,6 +41,9 @@ class EngineConfig:
 
     ignored_metrics: tuple[str, ...] = ()
     """Metrics never used (labels in disguise, identifiers, pure fleet-mix values)."""
+
+    kind_evidence: int = 1000
+    """Pairs of consecutive readings of a metric seen fleet-wide before its kind is decided."""
 
     type_feature: bool = True
     """Add a one-hot ``type=<device_type>`` feature (a per-type intercept)."""
@@ -134,6 +139,7 @@ class EngineConfig:
             (0.0 < self.negative_rate <= 1.0, "negative_rate must be in (0, 1]"),
             (self.label_slots >= 1, "label_slots must be at least 1"),
             (self.max_pending >= 1, "max_pending must be at least 1"),
+            (self.kind_evidence >= 1, "kind_evidence must be at least 1"),
             (self.publish_every is None or self.publish_every >= 1, "publish_every must be >= 1"),
             (
                 self.publish_interval is None or self.publish_interval > timedelta(0),

@@ -111,6 +111,10 @@ def to_log(value: float) -> float:
     return math.copysign(math.log1p(abs(value)), value)
 
 
+MAX_LOG = 700.0
+"""Beyond this a log-space value has no finite raw value (``expm1`` overflows)."""
+
+
 def from_log(x: float) -> float:
     """Inverse of :func:`to_log`."""
     return math.copysign(math.expm1(abs(x)), x)
@@ -242,7 +246,8 @@ class Explainer:
         offset = 0
         for j, ts in enumerate(pend_ts):
             width = state.pend_width[j]
-            if start <= ts < t:
+            # A vector buffered before a metric's kind was decided has another layout.
+            if start <= ts < t and width == len(layout.names):
                 index = self._level_index.get(layout.names)
                 if index is None:
                     index = self._level_index[layout.names] = {
@@ -254,7 +259,7 @@ class Explainer:
                 return {
                     name: (from_log(vec[offset + i]), t - ts)
                     for name, i in index.items()
-                    if i < width
+                    if i < width and abs(vec[offset + i]) < MAX_LOG
                 }
             offset += width
         return {}

@@ -6,18 +6,22 @@ Values are taken in signed log space (``copysign(log1p(|v|), v)``), so counters 
 jump from 0 to 8 and from 8 to 800 weigh alike and scale-free metrics compare across
 devices. Per kind of metric:
 
-- ``counter`` (error counters): level, delta since the previous reading, decayed count
-  of rises ("rose recently"), growth since first seen, recency of the last change.
-- ``gauge`` (everything else): level, delta, z-score against the device's own
-  exponentially weighted mean and variance, drift of that mean from the first-seen
-  baseline.
+- ``counter`` (error counters): level, ``rose`` (the log growth of the last few days:
+  every increase adds its size, the sum decays with half-life ``rise_halflife``),
+  ``growth`` since the first reading, recency of the last change.
+- ``gauge`` (everything else): level, z-score against the device's own exponentially
+  weighted mean and variance, drift of that mean from the first-seen baseline.
 - ``level`` (clocks, static values): the level only, because their growth measures how
   long the device has been watched, not its health.
 - ``ignored``: nothing.
 
-No feature measures history length or time since first seen, and "time since the last
-change" enters only as a recency ``0.5 ** (age / rise_halflife)`` that is 0 for a
-metric that never changed, so it cannot stand in for the age of the record.
+Every feature is independent of the reporting cadence: decays are functions of elapsed
+time, ``rose`` adds the size of increases (a rise of 8 reported as one step or as
+eight steps of 1 gives the same sum in log space up to the decay), and there is no
+per-reading delta. No feature measures history length or time since first seen, and
+"time since the last change" enters only as a recency ``0.5 ** (age / rise_halflife)``
+that is 0 for a metric that never changed, so it cannot stand in for the age of the
+record.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ Z_CAP = 100.0
 """Cap of a squared z-score, so one wild metric cannot dominate the anomaly score."""
 
 _SUFFIXES: dict[int, tuple[str, ...]] = {
-    COUNTER: ("", ".delta", ".rose", ".growth", ".recent"),
-    GAUGE: ("", ".delta", ".z", ".drift"),
+    COUNTER: ("", ".rose", ".growth", ".recent"),
+    GAUGE: ("", ".z", ".drift"),
     LEVEL: ("",),
     IGNORED: (),
 }
@@ -65,31 +69,37 @@ class Layout:
     names: tuple[str, ...]
     plan: tuple[tuple[int, str, int], ...]
     """``(slot offset, metric name, kind)`` of every metric that is not ignored."""
+    counters: tuple[int, ...]
+    """Position in the feature vector of each counter's level (then ``rose``, ``growth``)."""
 
     @property
     def width(self) -> int:
-        """Length of the feature vector, the anomaly score included (last)."""
+        """Length of the feature vector, the anomaly and expert scores included (last)."""
         return len(self.names)
 
 
 ANOMALY_FEATURE = "anomaly"
+EXPERT_FEATURE = "expert"
+"""The expert score's logit: the last feature (see :mod:`pipeline.engine.expert`)."""
 
 
 def make_layout(metrics: Sequence[str], kind_of: Mapping[str, int]) -> Layout:
     """Build the layout of ``metrics``; a metric not in ``kind_of`` is a gauge."""
     kinds = tuple(kind_of.get(name, GAUGE) for name in metrics)
-    names = [
-        name + suffix
-        for name, kind in zip(metrics, kinds, strict=True)
-        for suffix in _SUFFIXES[kind]
-    ]
+    names: list[str] = []
+    counters: list[int] = []
+    for name, kind in zip(metrics, kinds, strict=True):
+        if kind == COUNTER:
+            counters.append(len(names))
+        names.extend(name + suffix for suffix in _SUFFIXES[kind])
     names.append(ANOMALY_FEATURE)
+    names.append(EXPERT_FEATURE)
     plan = tuple(
         (i * SLOTS, name, kind)
         for i, (name, kind) in enumerate(zip(metrics, kinds, strict=True))
         if kind != IGNORED
     )
-    return Layout(tuple(metrics), kinds, tuple(names), plan)
+    return Layout(tuple(metrics), kinds, tuple(names), plan, tuple(counters))
 
 
 def update(
@@ -108,9 +118,10 @@ def update(
 
     ``ew_decay`` and ``rise_decay`` are the decay factors for the time elapsed since
     the device's previous reading (1.0 on its first). A metric missing from the
-    reading keeps its state and reports delta 0. Returns the mean capped squared
-    z-score of the device's non-level metrics against its own baseline, the input of
-    the anomaly score.
+    reading keeps its state. A counter's growth is measured from its first reading, a
+    gauge's drift from the mean of its first ``baseline_readings``. Returns the mean
+    capped squared z-score of the device's non-level metrics against its own baseline,
+    the input of the anomaly score.
     """
     sq_sum = 0.0
     n_z = 0
@@ -133,7 +144,7 @@ def update(
             else:
                 delta = x - last
             nobs += 1.0
-            if nobs <= baseline_readings:
+            if nobs <= baseline_readings and kind != COUNTER:
                 base += (x - base) / nobs
         if kind == LEVEL:
             append(x)
@@ -149,11 +160,11 @@ def update(
             if delta != 0.0:
                 changed = t
                 if delta > 0.0:
-                    rose += 1.0
+                    rose += delta
             recent = 0.0 if changed == NEVER else 0.5 ** ((t - changed) / rise_halflife_s)
-            out.extend((x, delta, rose, x - base, recent))
+            out.extend((x, rose, x - base, recent))
         else:
-            out.extend((x, delta, (x - ewm) / sd, ewm - base))
+            out.extend((x, (x - ewm) / sd, ewm - base))
         if raw is not None:
             diff = x - ewm
             incr = ew_alpha * diff

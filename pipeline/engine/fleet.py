@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from river import compose, ensemble, forest, linear_model, optim, preprocessing
 
+from pipeline.engine.features import EXPERT_FEATURE
 from schemas import TrainingExample
 
 if TYPE_CHECKING:
@@ -27,6 +28,13 @@ Pipeline = Any
 
 ONE_HOT_PREFIX = "type="
 """Features with this prefix are one-hot indicators: the fleet scaler passes them through."""
+
+OFFSET_FEATURE = EXPERT_FEATURE
+"""The expert score's logit (:mod:`pipeline.engine.expert`): the scaler passes it through
+and the ``expert-logreg`` pipeline adds it to its logit with weight 1, never learnt."""
+
+LOGIT_CAP = 15.0
+"""Logits beyond ±this grow logarithmically before the sigmoid (see :func:`probability`)."""
 
 
 class ClippedScaler(preprocessing.StandardScaler):
@@ -50,7 +58,7 @@ class ClippedScaler(preprocessing.StandardScaler):
         means, variances = self.means, self.vars
         out = {}
         for name, value in x.items():
-            if name.startswith(ONE_HOT_PREFIX):
+            if name.startswith(ONE_HOT_PREFIX) or name == OFFSET_FEATURE:
                 out[name] = value
                 continue
             var = variances[name]
@@ -66,6 +74,47 @@ def squash(z: float, clip: float) -> float:
     if z < -clip:
         return -clip - math.log1p(-z - clip)
     return z
+
+
+class OffsetLogisticRegression(linear_model.LogisticRegression):
+    """River's logistic regression on top of a known logit: ``offset + w·x + b``.
+
+    The feature named ``offset`` enters the logit with weight 1 and is never learnt; the
+    weights start at 0 and L2 pulls them back to 0, i.e. toward the offset's ranking.
+    With no or few labels the model ranks exactly like the offset (the expert score);
+    the weights move only as far as the labels push them.
+    """
+
+    def __init__(self, offset: str = OFFSET_FEATURE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.offset = offset
+        self._offset_value = 0.0
+
+    def _split(self, x: dict[str, float]) -> dict[str, float]:
+        self._offset_value = x.get(self.offset, 0.0)
+        return {k: v for k, v in x.items() if k != self.offset}
+
+    def _raw_dot_one(self, x: dict[str, float]) -> float:
+        return float(super()._raw_dot_one(x)) + self._offset_value
+
+    def learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> None:  # type: ignore[override]
+        """Learn the correction to the offset from one example."""
+        super().learn_one(self._split(x), y, w)
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:  # type: ignore[override]
+        """Probability of the positive class, offset included (logit soft-capped)."""
+        p = probability(self._raw_dot_one(self._split(x)))
+        return {False: 1.0 - p, True: p}
+
+
+def _expert_logreg(config: EngineConfig) -> Pipeline:
+    lr = config.extra.get("lr", 0.05)
+    return compose.Pipeline(
+        ClippedScaler(config.extra.get("clip", 3.0)),
+        OffsetLogisticRegression(
+            optimizer=optim.AdaGrad(lr), l2=config.extra.get("l2", 1e-3), intercept_lr=0.01
+        ),
+    )
 
 
 def _logreg(config: EngineConfig) -> Pipeline:
@@ -134,6 +183,7 @@ def _amf(config: EngineConfig) -> Pipeline:
 
 
 FLEET_MODELS: Mapping[str, Callable[[EngineConfig], Pipeline]] = {
+    "expert-logreg": _expert_logreg,
     "logreg": _logreg,
     "logreg-sgd": _logreg_sgd,
     "logreg-unclipped": _logreg_unclipped,
@@ -166,6 +216,8 @@ class _Aligned:
     weight: list[float]
     mean: list[float]
     inv_sd: list[float]
+    offset: int
+    """Position of the offset feature in the layout (-1: none)."""
 
 
 @dataclass
@@ -178,6 +230,8 @@ class ScoringModel:
     intercept: float
     clip: float
     scaler: Any
+    offset: str | None = None
+    """Name of the feature added to the logit with weight 1 (``OffsetLogisticRegression``)."""
     _aligned: dict[tuple[str, ...], _Aligned] = field(default_factory=dict)
 
     @classmethod
@@ -196,6 +250,7 @@ class ScoringModel:
                 linear = final.w
         if linear is None or scaler is None:
             return cls(snapshot, None, 0.0, clip, scaler)
+        offset = final.offset if isinstance(final, OffsetLogisticRegression) else None
         weights = {}
         for name, w in linear.items():
             if name.startswith(ONE_HOT_PREFIX) and isinstance(scaler, ClippedScaler):
@@ -204,7 +259,7 @@ class ScoringModel:
             var = scaler.vars.get(name, 0.0)
             inv_sd = 1.0 / math.sqrt(var) if var else 0.0
             weights[name] = (float(scaler.means.get(name, 0.0)), inv_sd, float(w))
-        return cls(snapshot, weights, intercept, clip, scaler)
+        return cls(snapshot, weights, intercept, clip, scaler, offset)
 
     def _align(self, names: tuple[str, ...]) -> _Aligned:
         aligned = self._aligned.get(names)
@@ -216,7 +271,8 @@ class ScoringModel:
                 weight.append(w)
                 mean.append(mu)
                 inv_sd.append(inv)
-            aligned = self._aligned[names] = _Aligned(weight, mean, inv_sd)
+            offset = names.index(self.offset) if self.offset in names else -1
+            aligned = self._aligned[names] = _Aligned(weight, mean, inv_sd, offset)
         return aligned
 
     def score(
@@ -241,6 +297,8 @@ class ScoringModel:
             for w, z in zip(aligned.weight, zs, strict=False)
         ]
         logit = self.intercept + sum(cs)
+        if aligned.offset >= 0:
+            logit += vec[aligned.offset]
         extra_c = 0.0
         if extra is not None:
             mu, inv, w = self.weights.get(extra, (0.0, 0.0, 0.0))
@@ -252,7 +310,7 @@ class ScoringModel:
             contributions.append((extra_c, extra, 1.0))
             contributions.sort(reverse=True)
             del contributions[top:]
-        return _sigmoid(logit), contributions
+        return probability(logit), contributions
 
     def _score_generic(
         self, names: tuple[str, ...], vec: Sequence[float], extra: str | None
@@ -263,6 +321,17 @@ class ScoringModel:
         p = float(self.snapshot.pipeline.predict_proba_one(x).get(True, 0.0))
         scaled = self.scaler.transform_one(x) if self.scaler is not None else x
         return p, [(abs(float(scaled[name])), name, value) for name, value in x.items()]
+
+
+def probability(logit: float) -> float:
+    """``sigmoid(logit)`` with the logit soft-capped at ``±LOGIT_CAP`` (see ``squash``).
+
+    In float64 ``sigmoid`` is exactly 1.0 from a logit of about 37 on, and readings that
+    far up would all tie at the top of the ranking, exactly where alerts are decided.
+    Squashed, a logit of 10^6 maps to about 29: probabilities stay strictly ordered
+    and below 1.
+    """
+    return _sigmoid(squash(logit, LOGIT_CAP))
 
 
 def _sigmoid(z: float) -> float:

@@ -40,6 +40,9 @@ from pipeline.engine.config import EngineConfig
 
 RAISE, CLEAR = 1, 2
 
+CANDIDATES_PER_ALERT = 4
+"""Risks kept per period for every alert it allows (to tell a ranking from a tie)."""
+
 
 def alert_id(device_id: str, ts: float) -> str:
     """Deterministic id of the alert raised by a device's reading at ``ts``."""
@@ -138,7 +141,7 @@ class AlertBudget:
     def offer(self, risk: float) -> None:
         """Record the risk of a reading whose device has no open alert."""
         heap = self._heap
-        if len(heap) < self._heap_size:
+        if len(heap) < CANDIDATES_PER_ALERT * self._heap_size:
             heapq.heappush(heap, risk)
         elif risk > heap[0]:
             heapq.heapreplace(heap, risk)
@@ -161,10 +164,17 @@ class AlertBudget:
         return False
 
     def _roll(self) -> None:
-        heap = self._heap
-        # A period whose top risks are all 0 (no model scoring yet) teaches nothing.
-        if heap and len(heap) >= self._heap_size and heap[0] > 0.0:
-            candidate = min(max(heap[0], 1e-12), 1.0 - 1e-12)
+        needed = self._heap_size
+        risks = sorted(self._heap, reverse=True)
+        # A cutoff inside a wall of tied risks (every device scored alike, e.g. before
+        # the error counters are recognised) or at 0 (no score yet) ranks nothing:
+        # keep the previous one.
+        if (
+            len(risks) >= needed
+            and risks[needed - 1] > 0.0
+            and (len(risks) == needed or risks[needed - 1] > risks[-1])
+        ):
+            candidate = min(max(risks[needed - 1], 1e-12), 1.0 - 1e-12)
             logit = math.log(candidate / (1.0 - candidate))
             if self.threshold_logit is None:
                 self.threshold_logit = logit
@@ -220,11 +230,15 @@ class Policy:
             if t - raised_at > self.expire_s or _odds(risk) < self.low_ratio * _odds(threshold):
                 return CLEAR, 0
             return 0, 0
-        if budget is not None and first:
-            budget.offer(risk)
-        if budget is not None and budget.threshold_logit is None:
-            return 0, 0  # warm-up: no threshold learnt yet, so nothing to raise against
-        if risk > 0.0 and risk >= threshold:
+        if budget is not None:
+            if first:
+                budget.offer(risk)
+            if budget.threshold_logit is None:
+                return 0, 0  # warm-up: no threshold learnt yet, so nothing to raise against
+            above = risk > threshold  # ties at the cutoff do not pass (clean devices tie)
+        else:
+            above = risk > 0.0 and risk >= threshold
+        if above:
             streak += 1
             if streak >= self.k and (budget is None or not first or budget.spend()):
                 return RAISE, 0

@@ -11,9 +11,12 @@ from pipeline.engine._construct import construct, maker
 from pipeline.engine.anomaly import anomaly_score
 from pipeline.engine.catalogue import Catalogue
 from pipeline.engine.config import FLEET_GROUP, EngineConfig
+from pipeline.engine.expert import BIAS as EXPERT_BASE
+from pipeline.engine.expert import expert_logit
 from pipeline.engine.explain import SAMPLE_EVERY, Explained, Explainer
 from pipeline.engine.features import Layout, make_layout
-from pipeline.engine.fleet import FleetModel, ScoringModel
+from pipeline.engine.fleet import FleetModel, ScoringModel, probability
+from pipeline.engine.kinds import KindDetector
 from pipeline.engine.policy import CLEAR, RAISE, Policy, alert_id
 from pipeline.engine.state import DeviceState
 from schemas import (
@@ -77,6 +80,8 @@ class Step(NamedTuple):
     predictions: list[Prediction]
     alerts: list[Alert]
     examples: list[TrainingExample]
+    expert_risk: float = 0.0
+    """The expert score alone as a probability (the ``rule_budgeted`` baseline's risk)."""
 
 
 _factor = maker(Factor)
@@ -103,10 +108,13 @@ class Scorer:
         self._models: dict[str, ScoringModel] = {}
         self._layouts: dict[tuple[str, ...], Layout] = {}
         self._metric_sets: dict[tuple[str, ...], frozenset[str]] = {}
+        self._profiling: dict[tuple[str, ...], bool] = {}
+        """Per metric tuple: whether some of its metrics' kinds are still undecided."""
         kind_of = dict.fromkeys(config.counter_metrics, features.COUNTER)
         kind_of.update(dict.fromkeys(config.level_only_metrics, features.LEVEL))
         kind_of.update(dict.fromkeys(config.ignored_metrics, features.IGNORED))
-        self._kind_of = kind_of
+        self.kinds = KindDetector(kind_of, config.kind_evidence)
+        self._kinds_version = 0
         self._horizon_s = config.horizon.total_seconds()
         self._provisional_s = (
             config.provisional_after.total_seconds() if config.provisional_after else None
@@ -139,10 +147,10 @@ class Scorer:
     def _rescore(self, candidate: Candidate) -> Candidate | None:
         model = self._models.get(candidate.group)
         if model is None or model.snapshot.positives_seen < self.config.min_positives:
-            return None
-        probability, _ = model.score(candidate.names, candidate.vec, candidate.extra)
+            return candidate  # its risk is the expert score's, as when it was offered
+        p_model, _ = model.score(candidate.names, candidate.vec, candidate.extra)
         weight = self.config.anomaly_weight
-        risk = 1.0 - (1.0 - probability) * (1.0 - weight * candidate.vec[-1])
+        risk = 1.0 - (1.0 - p_model) * (1.0 - weight * candidate.vec[-2])
         return candidate._replace(risk=risk)
 
     def _retune(self) -> None:
@@ -178,12 +186,34 @@ class Scorer:
         return tags.get(group_by, device_type)
 
     def layout(self, metrics: tuple[str, ...]) -> Layout:
-        """The feature layout for a device's metric names (cached)."""
+        """The feature layout for a device's metric names (cached until a kind is decided)."""
+        if self.kinds.version != self._kinds_version:
+            self._kinds_version = self.kinds.version
+            self._layouts.clear()
         layout = self._layouts.get(metrics)
         if layout is None:
-            layout = self._layouts[metrics] = make_layout(metrics, self._kind_of)
+            layout = self._layouts[metrics] = make_layout(metrics, self.kinds.kind_of)
             self._metric_sets[metrics] = frozenset(metrics)
+            self._profiling[metrics] = any(map(self.kinds.undecided, metrics))
         return layout
+
+    def counters(self) -> tuple[str, ...]:
+        """Metrics recognised (or configured) as error counters so far."""
+        return self.kinds.counters()
+
+    def _profile(self, state: DeviceState, metrics: dict[str, float]) -> None:
+        kinds = self.kinds
+        position = {name: i for i, name in enumerate(state.metrics)}
+        vals = state.vals
+        for name, raw in metrics.items():
+            if kinds.undecided(name):
+                o = position[name] * features.SLOTS
+                change = (
+                    features.to_log(raw) - vals[o + features.LAST]
+                    if vals[o + features.NOBS]
+                    else None
+                )
+                kinds.observe(name, raw, change)
 
     # -- messages -----------------------------------------------------------------
 
@@ -216,7 +246,11 @@ class Scorer:
             new = sorted(set(metrics) - set(state.metrics))
             if new:
                 state.add_metrics(new)
-        layout = self._layouts.get(state.metrics) or self.layout(state.metrics)
+        layout = (
+            self._layouts.get(state.metrics) if self.kinds.version == self._kinds_version else None
+        ) or self.layout(state.metrics)
+        if self._profiling[state.metrics]:
+            self._profile(state, metrics)
 
         since = t - state.last_ts if state.last_ts else 0.0
         n = state.n
@@ -241,22 +275,27 @@ class Scorer:
         )
         anomaly = anomaly_score(mean_sq_z) if n >= self._warmup else 0.0
         vec.append(anomaly)
+        expert = expert_logit(vec, layout.counters)
+        vec.append(expert)
         state.n = n + 1
         state.last_ts = t if t > state.last_ts else state.last_ts
         if not n % SAMPLE_EVERY:
             self.explainer.observe(state.device_type, metrics)
 
         type_feature = self._type_feature(state.device_type)
+        expert_probability = probability(expert)
         model = self._models.get(state.group)
         if model is not None and model.snapshot.positives_seen >= self._min_positives:
-            probability, contributions = model.score(
-                layout.names, vec, type_feature, self._top_factors
-            )
+            p_model, contributions = model.score(layout.names, vec, type_feature, self._top_factors)
             version = model.snapshot.version
+            if expert > EXPERT_BASE:
+                contributions.append((expert - EXPERT_BASE, features.EXPERT_FEATURE, expert))
+                contributions.sort(reverse=True)
         else:
-            probability, contributions, version = 0.0, [], 0
+            p_model, version = expert_probability, 0
+            contributions = [(expert - EXPERT_BASE, features.EXPERT_FEATURE, expert)]
         weight = self._anomaly_weight
-        risk = 1.0 - (1.0 - probability) * (1.0 - weight * anomaly) if weight else probability
+        risk = 1.0 - (1.0 - p_model) * (1.0 - weight * anomaly) if weight else p_model
         if weight and anomaly:
             contributions.append((weight * anomaly, features.ANOMALY_FEATURE, anomaly))
         if contributions:
@@ -276,7 +315,7 @@ class Scorer:
                 "device_type": state.device_type,
                 "group": state.group,
                 "ts": reading.ts,
-                "failure_probability": probability,
+                "failure_probability": p_model,
                 "anomaly_score": anomaly,
                 "risk": risk,
                 "top_factors": factors,
@@ -333,7 +372,7 @@ class Scorer:
                 )
         labels.push(state, t, vec, self._max_pending, slot_s=self._slot_s, seed=self._seed)
         examples = self._examples(state, layout, matured) if matured else []
-        return Step(state, [prediction], alerts, examples)
+        return Step(state, [prediction], alerts, examples, expert_probability)
 
     def on_failure(self, state: DeviceState | None, event: FailureEvent) -> Step:
         """Label the buffer (positives within the horizon), close the alert, reset."""
@@ -424,8 +463,11 @@ class Scorer:
         names = layout.names
         type_feature = self._type_feature(state.device_type)
         examples = []
+        width = len(names)
         for item in matured:
-            x = dict(zip(names, item.features, strict=False))
+            if len(item.features) != width:
+                continue  # buffered before a metric's kind was decided: other names
+            x = dict(zip(names, item.features, strict=True))
             if type_feature is not None:
                 x[type_feature] = 1.0
             examples.append(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.backtest import PRESETS, build_report, run_backtest, strip_timing
+from pipeline.backtest.variants import CounterRules
 from pipeline.cli import main
 from pipeline.cli.backtest_cmd import _limited
 from pipeline.datasets import open_dataset
@@ -53,9 +54,13 @@ def test_slice_report_has_every_field_and_is_deterministic() -> None:
         ("model", ("fdr", "far", "median_lead", "roc_auc", "alerts")),
         ("baseline", ("fdr", "far", "median_lead")),
         ("anomaly_only", ("fdr", "far")),
+        ("rule_budgeted", ("fdr", "far", "median_lead", "alerts", "fdr_lead_1")),
+        ("rule_any_rose", ("fdr", "far", "median_lead", "alerts")),
+        ("rule_any_positive", ("fdr", "far", "median_lead", "alerts")),
     ):
         assert all(key in first[variant] for key in keys)  # type: ignore[operator]
     assert first["readings"] == SLICE
+    assert first["error_counters"] == ["smart_197_raw", "smart_5_raw"]  # from the data
     assert first["state_bytes_per_device"]["max"] <= 4096  # type: ignore[index]
     second = _slice_report()
     assert json.dumps(strip_timing(first), sort_keys=True) == json.dumps(
@@ -164,6 +169,20 @@ def test_cli_writes_report_and_plot(
     assert report["baseline"]["fdr"] == 1.0  # S2's counters rose on its last day
     assert (out / "backtest.png").stat().st_size > 0
     assert "baseline" in stdout
+    assert "rule_budgeted" in stdout
+
+
+def test_counter_rules_fire_on_positive_and_rising_counters() -> None:
+    rules = CounterRules()
+    counters = ("a", "b")
+    assert rules.fires("d", {"a": 0.0, "b": 0.0}, counters) == (False, False)
+    assert rules.fires("d", {"a": 0.0, "b": 2.0}, counters) == (True, True)
+    assert rules.fires("d", {"a": 0.0, "b": 2.0}, counters) == (True, False)
+    assert rules.fires("d", {"a": 0.0, "b": 1.0}, counters) == (True, False)  # a fall
+    # the recognised counters changed: no previous values to compare with
+    assert rules.fires("d", {"a": 5.0, "b": 1.0}, ("a",)) == (True, False)
+    rules.reset("d")
+    assert rules.fires("d", {"a": 9.0}, ("a",)) == (True, False)
 
 
 def test_alert_budget_values() -> None:

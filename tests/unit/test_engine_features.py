@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,18 +51,18 @@ def _run(readings: list[dict[str, float]], step_s: float = 86400.0) -> list[list
 def test_layout_names_follow_kinds() -> None:
     assert LAYOUT.names == (
         "c",
-        "c.delta",
         "c.rose",
         "c.growth",
         "c.recent",
         "g",
-        "g.delta",
         "g.z",
         "g.drift",
         "l",
         "anomaly",
+        "expert",
     )
-    assert LAYOUT.width == 11
+    assert LAYOUT.width == 10
+    assert LAYOUT.counters == (0,)
 
 
 @given(
@@ -74,29 +75,34 @@ def test_layout_names_follow_kinds() -> None:
 @settings(max_examples=60, deadline=None)
 def test_features_are_finite_and_sized(readings: list[dict[str, float]]) -> None:
     for vec in _run(readings):
-        assert len(vec) == LAYOUT.width - 1  # the scorer appends the anomaly score
+        assert len(vec) == LAYOUT.width - 2  # the scorer appends the anomaly and expert scores
         assert all(math.isfinite(v) for v in vec)
 
 
 @given(st.lists(counts, min_size=2, max_size=30))
 @settings(max_examples=60, deadline=None)
-def test_counter_delta_growth_and_rises(values: list[float]) -> None:
+def test_counter_growth_and_rises(values: list[float]) -> None:
     vectors = _run([{"c": v, "g": 1.0, "l": 1.0} for v in values])
     first = to_log(values[0])
     for i, vec in enumerate(vectors):
-        level, delta, rose, growth, recent = vec[:5]
+        level, rose, growth, recent = vec[:4]
         assert level == to_log(values[i])
-        assert math.isclose(delta, 0.0 if i == 0 else to_log(values[i]) - to_log(values[i - 1]))
         assert rose >= 0.0
         assert 0.0 <= recent <= 1.0
         if all(v == values[0] for v in values[: i + 1]):
             assert rose == 0.0
             assert recent == 0.0
-        if i == 0:
-            assert growth == 0.0
-    # growth is measured from the first-seen baseline (mean of the first 5 readings)
-    assert math.isclose(vectors[0][3], 0.0)
-    assert first == vectors[0][0]
+        # growth is measured from the first reading
+        assert math.isclose(growth, level - first, abs_tol=1e-12)
+
+
+def test_rises_do_not_depend_on_cadence() -> None:
+    # The same climb from 0 to 8 over one day, reported once or hourly: same "rose".
+    daily = _run([{"c": 0.0}, {"c": 8.0}], step_s=86400.0)[-1]
+    hourly = _run([{"c": 8.0 * h / 24.0} for h in range(25)], step_s=3600.0)[-1]
+    assert daily[1] == pytest.approx(to_log(8.0), rel=0.02)
+    assert hourly[1] == pytest.approx(daily[1], rel=0.15)  # only the decay differs
+    assert hourly[2] == daily[2]  # growth since first seen
 
 
 @given(st.lists(finite, min_size=1, max_size=30))
@@ -104,8 +110,7 @@ def test_counter_delta_growth_and_rises(values: list[float]) -> None:
 def test_constant_gauge_has_no_deviation(values: list[float]) -> None:
     v = values[0]
     for vec in _run([{"c": 0.0, "g": v, "l": 5.0}] * len(values)):
-        _, delta, z, drift = vec[5:9]
-        assert delta == 0.0
+        _, z, drift = vec[4:7]
         assert z == 0.0
         assert drift == 0.0
 
@@ -115,15 +120,15 @@ def test_missing_metric_keeps_state_and_reports_no_change() -> None:
         [{"c": 3.0, "g": 10.0, "l": 1.0}, {"g": 10.0, "l": 1.0}, {"c": 3.0, "g": 10.0, "l": 1.0}]
     )
     assert vectors[1][0] == to_log(3.0)
-    assert vectors[1][1] == 0.0
+    assert vectors[1][1] == 0.0  # no rise
     assert vectors[2][1] == 0.0
 
 
 def test_level_only_metric_has_no_growth_feature() -> None:
     # A clock (power-on hours) grows with the length of the record: only its level is a feature.
     vectors = _run([{"c": 0.0, "g": 1.0, "l": 24.0 * i} for i in range(10)])
-    assert [vec[9] for vec in vectors] == [to_log(24.0 * i) for i in range(10)]
-    assert all(len(vec) == 10 for vec in vectors)
+    assert [vec[7] for vec in vectors] == [to_log(24.0 * i) for i in range(10)]
+    assert all(len(vec) == 8 for vec in vectors)
 
 
 @given(st.floats(min_value=0, max_value=1e300, allow_nan=False))

@@ -70,7 +70,7 @@ def test_generic_pipeline_scores_and_explains() -> None:
 
 def test_registry_and_unknown_name() -> None:
     assert "logreg" in FLEET_MODELS
-    assert EngineConfig().fleet_model == "logreg"
+    assert EngineConfig().fleet_model == "expert-logreg"
     with pytest.raises(ConfigError):
         EngineConfig(fleet_model="nope")
 

@@ -47,8 +47,11 @@ def _new_alerts(config: EngineConfig, devices: int, cadence: float, days: float)
     steps = int(days * DAY / cadence)
     for step in range(steps):
         t = step * cadence
-        for _ in range(devices):
-            action, _ = policy.decide(None, 0, 0.9, t, dt=cadence if step else 0.0)
+        for d in range(devices):
+            # Risks keep rising, so every reading beats the last period's cutoff and
+            # only the token bucket limits new alerts (a tie would pass no cutoff).
+            risk = 0.5 + 0.4 * t / (days * DAY) + 1e-6 * d
+            action, _ = policy.decide(None, 0, risk, t, dt=cadence if step else 0.0)
             raised += action == RAISE
     return raised
 
@@ -113,3 +116,22 @@ def test_budget_periods_only_move_forward_when_partitions_interleave() -> None:
     assert interleaved.prev_readings == 1100
     assert ordered.prev_readings == 1000
     assert abs(interleaved.threshold() - ordered.threshold()) < 0.02
+
+
+def test_a_cutoff_inside_tied_risks_is_not_learnt() -> None:
+    # Before the error counters are recognised every device scores alike: a cutoff
+    # taken inside that tie would let the first devices of the next day through.
+    budget = AlertBudget(EngineConfig(alert_budget=10.0, threshold_smoothing=1.0))
+    for i in range(1000):  # 1,000 devices reporting daily: 10 alerts a day
+        budget.tick(i, DAY)
+        budget.offer(0.0025)
+    budget.tick(DAY)
+    assert budget.threshold_logit is None
+    for i in range(1000):
+        budget.tick(DAY + i, DAY)
+        budget.offer(0.0025 if i < 900 else 0.5 + i / 10_000)
+    budget.tick(2 * DAY)
+    assert budget.threshold() == pytest.approx(0.5 + 990 / 10_000)
+    policy = Policy(EngineConfig(alert_budget=10.0))
+    policy.budget = budget
+    assert policy.decide(None, 0, budget.threshold(), 2 * DAY)[0] == 0  # a tie does not pass

@@ -207,6 +207,7 @@ def _alerting_scorer() -> tuple[Scorer, DeviceState]:
         counter_metrics=("errors",),
         level_only_metrics=("hours",),
         alert_budget=None,
+        high_mark=0.5,  # clean counters score the expert's base rate, far below
         anomaly_weight=1.0,
         anomaly_warmup=1,
     )
