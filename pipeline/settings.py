@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_flush_seconds: float = Field(default=0.5, gt=0)
     sink_max_buffered_points: int = Field(default=200_000, ge=1)
+    sink_readings: bool = True
+    """Write each reading's raw metrics as a ``reading`` point (the drill-down's raw
+    metrics); off halves the points written per reading (docs/deployment.md)."""
 
     fault_pause_after_points_s: float = Field(default=0.0, ge=0.0, le=600.0)
     """Fault injection for tests: seconds a checkpoint waits between its InfluxDB write and

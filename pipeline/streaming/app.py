@@ -291,7 +291,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             )
             return
         assert outcome.record is not None  # accepted: neither rejected nor a duplicate
-        worker.sink.add(outcome.lines())
+        worker.sink.add(outcome.lines(readings=settings.sink_readings))
         alert_open = outcome.record.state is not None and outcome.record.state.alert_id is not None
         for prediction in outcome.predictions:
             worker.rollup.offer(prediction, alert_open=alert_open)

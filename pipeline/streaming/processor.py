@@ -22,7 +22,7 @@ from pipeline.engine import DeviceState, Scorer, Step
 from pipeline.engine.state import MAX_STATE_BYTES
 from pipeline.engine.timepolicy import FROM_THE_FUTURE, TimeGate
 from pipeline.streaming.intake import Rejection, decode, rejected
-from pipeline.streaming.lineprotocol import alert_line, prediction_line
+from pipeline.streaming.lineprotocol import alert_line, prediction_line, reading_line
 from schemas import (
     Alert,
     FailureEvent,
@@ -100,15 +100,23 @@ class Outcome:
     offset_reset: bool = False
     partition_change: bool = False
     internal_error: bool = False
+    reading: Telemetry | None = None
     predictions: list[Prediction] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     examples: list[TrainingExample] = field(default_factory=list)
     failures: list[FailureEvent] = field(default_factory=list)
     rejected: Rejected | None = None
 
-    def lines(self) -> list[str]:
-        """The InfluxDB points of this outcome: predictions first, then alerts."""
-        return [prediction_line(p) for p in self.predictions] + [alert_line(a) for a in self.alerts]
+    def lines(self, *, readings: bool = True) -> list[str]:
+        """The InfluxDB points of this outcome: the reading's raw metrics (if ``readings``
+        and it has any InfluxDB can store), then predictions, then alerts."""
+        points = [prediction_line(p) for p in self.predictions]
+        points += [alert_line(a) for a in self.alerts]
+        if readings and self.reading is not None:
+            reading = reading_line(self.reading)
+            if reading is not None:
+                points.insert(0, reading)
+        return points
 
 
 class UnsafeOutputError(ValueError):
@@ -216,6 +224,7 @@ class Processor:
         elif isinstance(message, Feedback):
             steps.append(self.scorer.on_feedback(state, message))
         else:
+            outcome.reading = message
             if failure is not None and message.ts > failure.ts:
                 # A new life of the device (a replacement keeps the id): forget the old one.
                 if state is not None:
