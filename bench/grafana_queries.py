@@ -4,9 +4,10 @@
     .venv/bin/python bench/grafana_queries.py run [--repeat 3]
 
 ``load`` writes a synthetic fleet of the demo's size into the bucket ``forewarn-bench``
-(created if missing, emptied first): ``prediction`` points (one per reading, the demo's
-2013-04-10 .. 2013-05-19 period), ``device_risk`` points as the worker's sink writes
-them, alerts, model and pipeline health. The points are built by the worker's own
+(created if missing, emptied first): ``reading`` and ``prediction`` points (one each per
+reading, the demo's 2013-04-10 .. 2013-05-19 period; a reading has the Backblaze
+sample's six metrics), ``device_risk`` points as the worker's sink writes them, alerts,
+model and pipeline health. The points are built by the worker's own
 line-protocol functions. ``run`` executes every query of every dashboard under
 ``infra/grafana/dashboards/forewarn`` and every alert rule under
 ``infra/grafana/alerting`` over that period, with Grafana's variables substituted, and
@@ -31,9 +32,9 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from pipeline.grafana import PanelQuery, flux_for, panel_queries
 from pipeline.influx import flux_string, influx_client
 from pipeline.settings import Settings, load_settings
-from pipeline.streaming.lineprotocol import alert_line, line, prediction_line
+from pipeline.streaming.lineprotocol import alert_line, line, prediction_line, reading_line
 from pipeline.streaming.rollup import Rollup
-from schemas import Alert, Factor, Prediction
+from schemas import Alert, Factor, Prediction, Telemetry
 
 BUCKET = "forewarn-bench"
 START = datetime(2013, 4, 10, tzinfo=UTC)
@@ -70,7 +71,9 @@ def synthetic_fleet(
                 top_factors=[factor],
                 model_version=day,
             )
-            batch.append(prediction_line(prediction))
+            reading = reading_line(_reading(prediction, day, rng))
+            assert reading is not None
+            batch += [reading, prediction_line(prediction)]
             rollup.offer(prediction, alert_open=risk > 0.1)
             if risk > 0.1 and rng.random() < 0.05:
                 batch.append(alert_line(_alert(prediction)))
@@ -83,6 +86,24 @@ def synthetic_fleet(
             line("pipeline_health", {"worker": "forewarn-worker"}, _pipeline_health(day), ts),
         ]
         yield batch + rollup.drain()
+
+
+def _reading(prediction: Prediction, day: int, rng: random.Random) -> Telemetry:
+    """The reading behind ``prediction``: the Backblaze sample's six metrics."""
+    return Telemetry.model_construct(
+        device_id=prediction.device_id,
+        ts=prediction.ts,
+        device_type=prediction.device_type,
+        metrics={
+            "capacity_bytes": 3_000_592_982_016.0,
+            "smart_1_raw": float(rng.randrange(0, 200_000_000)),
+            "smart_5_raw": float(rng.randrange(0, 3)),
+            "smart_9_raw": float(4_000 + 24 * day),
+            "smart_194_raw": float(rng.randrange(20, 45)),
+            "smart_197_raw": float(rng.randrange(0, 2)),
+        },
+        tags={},
+    )
 
 
 def _alert(prediction: Prediction) -> Alert:

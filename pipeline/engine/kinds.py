@@ -69,6 +69,12 @@ class MetricProfile:
         return GAUGE
 
 
+MAX_PROFILES = 100_000
+"""Undecided metric names profiled at once; past it a new name is not profiled (it is a
+gauge until decided) so names that never repeat (per-container metrics) cannot grow the
+scorer without bound (docs/reliability.md)."""
+
+
 class KindDetector:
     """Fleet-wide kind of every metric; decided per metric after ``evidence`` pairs."""
 
@@ -94,6 +100,8 @@ class KindDetector:
         """
         profile = self.profiles.get(name)
         if profile is None:
+            if len(self.profiles) >= MAX_PROFILES:
+                return
             profile = self.profiles[name] = MetricProfile()
         profile.readings += 1
         if raw == 0.0:

@@ -1,4 +1,4 @@
-"""Predictions, alerts and health figures as InfluxDB line protocol.
+"""Readings, predictions, alerts and health figures as InfluxDB line protocol.
 
 Written by hand rather than with ``influxdb_client.Point``: building a ``Point`` costs
 about ten times more than an f-string, and the worker writes one line per reading.
@@ -9,21 +9,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from schemas import Alert, Prediction
+from schemas import Alert, Prediction, Telemetry
 
+READING = "reading"
 PREDICTION = "prediction"
 ALERT = "alert"
 MODEL_HEALTH = "model_health"
 PIPELINE_HEALTH = "pipeline_health"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
+# InfluxDB 2.7's parser (models/points.go) takes a byte as escaped when the byte before
+# it is a backslash, and unescapes only "\,", "\=" and "\ " in tags: a backslash is
+# written as it is (doubling it would store it doubled) and only the three separators
+# get one. "a\,b" goes out as "a\\,b" and reads back exactly. A value ending in a
+# backslash cannot be written at all; ``schemas._base.ID_PATTERN`` refuses it at intake.
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 
 
 def tag(value: str) -> str:
-    """Escape a tag key or value (an empty tag value is not allowed: use ``_``)."""
-    return value.translate(_TAG_ESCAPES) if value else "_"
+    """Escape a tag key or value for InfluxDB 2.7 (an empty tag value is not allowed: use ``_``).
+
+    Exact for every value without control characters and without a trailing backslash;
+    raises ``ValueError`` for the others rather than write a line that would poison
+    its whole batch.
+    """
+    if not value:
+        return "_"
+    if value[-1] == "\\" or (not value.isprintable() and any(c < " " for c in value)):
+        raise ValueError(f"{value!r} cannot be written as an InfluxDB tag")
+    return value.translate(_TAG_ESCAPES)
 
 
 def field_string(value: str) -> str:
@@ -107,6 +122,57 @@ def prediction_line(prediction: Prediction) -> str:
         f"model_version={int(prediction.model_version)}i,"
         f"top_factor={quoted_top or field_string(top)} {ts_ns}"
     )
+
+
+_READING_PREFIXES: dict[tuple[str, str], str] = {}
+_FIELD_KEYS: dict[str, str] = {}
+_MAX_CACHED_FIELD_KEYS = 100_000
+_UNWRITABLE_FIELD_KEYS = frozenset({"time"})
+"""InfluxDB refuses a field named ``time`` (422, the point is dropped)."""
+
+
+def _field_key(name: str) -> str:
+    """The escaped field key of a metric, ``""`` if InfluxDB cannot store that name."""
+    key = _FIELD_KEYS.get(name)
+    if key is None:
+        if len(_FIELD_KEYS) >= _MAX_CACHED_FIELD_KEYS:
+            _FIELD_KEYS.clear()
+        try:
+            key = "" if name in _UNWRITABLE_FIELD_KEYS else tag(name)
+        except ValueError:
+            key = ""
+        _FIELD_KEYS[name] = key
+    return key
+
+
+def reading_line(reading: Telemetry) -> str | None:
+    """The reading point: its raw metrics as sent, keyed by device and reading time.
+
+    One field per metric (a float, as the schema has it). A metric whose name InfluxDB
+    cannot store as a field key is left out of the point (the engine still scores it);
+    ``None`` when no metric is left. A replayed reading overwrites its own point.
+    """
+    fields = []
+    for name, value in reading.metrics.items():
+        key = _field_key(name)
+        if key:
+            fields.append(f"{key}={float(value)!r}")
+    if not fields:
+        return None
+    prefix_key = (reading.device_id, reading.device_type)
+    prefix = _READING_PREFIXES.get(prefix_key)
+    if prefix is None:
+        if len(_READING_PREFIXES) >= _MAX_CACHED_PREFIXES:
+            _READING_PREFIXES.clear()
+        prefix = _READING_PREFIXES[prefix_key] = (
+            f"{READING},device_id={tag(reading.device_id)},device_type={tag(reading.device_type)} "
+        )
+    ts_ns = _NANOS.get(reading.ts)
+    if ts_ns is None:
+        if len(_NANOS) >= 100_000:
+            _NANOS.clear()
+        ts_ns = _NANOS[reading.ts] = nanoseconds(reading.ts)
+    return f"{prefix}{','.join(fields)} {ts_ns}"
 
 
 def alert_line(alert: Alert) -> str:

@@ -88,6 +88,33 @@ def test_a_real_worker_writes_the_rollups_the_dashboards_read(
     settings = deployment.settings
     device_days = {(r.device_id, r.ts.date()) for r in readings}
 
+    # Each reading's raw metrics went out in the flush of its prediction: stored exactly.
+    with deployment.client() as client:
+        reading_points = (
+            f"from(bucket: {flux_string(settings.influx_bucket)}) |> range(start: 0)"
+            ' |> filter(fn: (r) => r._measurement == "reading")'
+        )
+        tables = client.query_api().query(
+            reading_points + " |> group() |> count()", org=settings.influx_org
+        )
+        stored_values = int(tables[0].records[0].get_value()) if tables else 0
+        device = readings[0].device_id
+        tables = client.query_api().query(
+            reading_points + f" |> filter(fn: (r) => r.device_id == {flux_string(device)})",
+            org=settings.influx_org,
+        )
+        stored = {
+            (rec.get_time(), rec.get_field()): rec.get_value() for t in tables for rec in t.records
+        }
+    sent = {
+        (r.ts, name): value
+        for r in readings
+        if r.device_id == device
+        for name, value in r.metrics.items()
+    }
+    assert stored == sent
+    assert stored_values == len({(r.device_id, r.ts, name) for r in readings for name in r.metrics})
+
     def rollups() -> tuple[int, int]:
         with deployment.client() as client:
             device_risk = count_points(

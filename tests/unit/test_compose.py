@@ -54,6 +54,8 @@ class Series:
 # The contract between the worker's InfluxDB sink (pipeline/streaming/lineprotocol.py,
 # health.py) and the dashboards; docs/deployment.md has the same table.
 MEASUREMENTS: dict[str, Series] = {
+    # Fields are the metrics as each device sends them: no fixed set.
+    "reading": Series(fields=frozenset(), tags=frozenset({"device_id", "device_type"})),
     "prediction": Series(
         fields=frozenset(
             {"risk", "failure_probability", "anomaly_score", "model_version", "top_factor"}
