@@ -7,6 +7,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
+# Everything started from this Makefile (servers, demo, tests) is a local development
+# deployment: workers may use the built-in development secrets (docs/deployment.md).
+export FOREWARN_LOCAL_DEVELOPMENT ?= 1
+
 .PHONY: help venv up down status logs topics doctor lint test test-unit demo bench schemas clean browser
 
 help: ## List the targets

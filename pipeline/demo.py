@@ -43,6 +43,7 @@ from pipeline.datasets import Dataset, Event
 from pipeline.errors import ConfigError, ForewarnError
 from pipeline.influx import count_points, flux_string, influx_client
 from pipeline.replay import ReplayStats, replay
+from pipeline.security import kafka_options
 from pipeline.settings import Settings
 from pipeline.topics import admin_client, ensure_topics
 from schemas import Alert, FailureEvent
@@ -300,6 +301,7 @@ def read_alerts(settings: Settings, timeout_s: float = 30.0) -> list[Alert]:
     """Every alert on the topic (committed), oldest first."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -332,7 +334,9 @@ def read_alerts(settings: Settings, timeout_s: float = 30.0) -> list[Alert]:
 
 def count_messages(settings: Settings, topic: str) -> int:
     """Messages currently on ``topic`` (end minus beginning offsets)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, **kafka_options(settings)
+    )
     try:
         partitions = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())

@@ -16,6 +16,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from pipeline.influx import flux_string, influx_client
+from pipeline.security import kafka_options
 from pipeline.settings import Settings
 from pipeline.topics import TOPICS, TopicSpec, admin_client, ensure_topics
 
@@ -63,14 +64,20 @@ def check_kafka_round_trip(settings: Settings, deadline_s: float = 15.0) -> str:
     scratch = settings.topic(SCRATCH_TOPIC.name)
     token = uuid.uuid4().hex.encode()
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", request_timeout_ms=10_000
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        request_timeout_ms=10_000,
+        **kafka_options(settings),
     )
     try:
         metadata = producer.send(scratch, value=token).get(timeout=deadline_s)
     finally:
         producer.close()
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        **kafka_options(settings),
     )
     try:
         partition = TopicPartition(scratch, metadata.partition)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
+from pipeline.security import influx_options
 from pipeline.settings import Settings
 
 
@@ -14,6 +15,7 @@ def influx_client(settings: Settings, *, timeout_ms: int = 10_000) -> InfluxDBCl
         token=settings.influx_token.get_secret_value(),
         org=settings.influx_org,
         timeout=timeout_ms,
+        **influx_options(settings),
         enable_gzip=False,
     )
 

@@ -12,6 +12,7 @@ from kafka import KafkaProducer
 from pipeline import topics
 from pipeline.datasets import Event
 from pipeline.errors import ConfigError
+from pipeline.security import kafka_options
 from pipeline.settings import Settings
 from schemas import FailureEvent, MaintenanceEvent
 
@@ -53,6 +54,7 @@ def producer_for(settings: Settings) -> KafkaProducer:
     """A producer tuned for throughput; ``acks=all`` so nothing is lost on the way."""
     return KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         acks="all",
         linger_ms=20,
         batch_size=512 * 1024,

@@ -10,24 +10,46 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "forewarn"
 
+DEV_INFLUX_TOKEN = "forewarn-dev-token"
+DEV_SIGNING_KEY = "forewarn-dev-signing-key-change-me"
+"""Built-in development secrets: a worker refuses them unless ``local_development``."""
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
 
 class Settings(BaseSettings):
     """Deployment settings; every field maps to ``FOREWARN_<FIELD>``."""
 
     model_config = SettingsConfigDict(env_prefix="FOREWARN_", frozen=True, extra="ignore")
 
+    local_development: bool = False
+    """A local development deployment (``make up``, ``make demo``, the tests): only then may
+    a worker run with the built-in development signing key and token."""
+
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     topic_partitions: int = Field(default=4, ge=1)
 
     influx_url: str = "http://127.0.0.1:8086"
     influx_org: str = "forewarn"
     influx_bucket: str = "forewarn"
-    influx_token: SecretStr = SecretStr("forewarn-dev-token")
+    influx_token: SecretStr = SecretStr(DEV_INFLUX_TOKEN)
     influx_username: str = "forewarn"
     influx_password: SecretStr = SecretStr("forewarn-dev-password")
 
-    model_signing_key: SecretStr = SecretStr("forewarn-dev-signing-key-change-me")
+    influx_ssl_ca_cert: Path | None = None
+    influx_verify_ssl: bool = True
+
+    model_signing_key: SecretStr = SecretStr(DEV_SIGNING_KEY)
 
     cache_dir: Path = DEFAULT_CACHE_DIR
     state_dir: Path = DEFAULT_CACHE_DIR / "state"
@@ -44,6 +66,10 @@ class Settings(BaseSettings):
     sink_readings: bool = True
     """Write each reading's raw metrics as a ``reading`` point (the drill-down's raw
     metrics); off halves the points written per reading (docs/deployment.md)."""
+
+    fault_pause_after_points_s: float = Field(default=0.0, ge=0.0, le=600.0)
+    """Fault injection for tests: seconds a checkpoint waits between its InfluxDB write and
+    its state write (0 in every real deployment)."""
 
     rollup_period_s: int = Field(default=86_400, ge=60)
     """Event-time period of the ``device_risk`` and ``fleet_risk`` roll-ups (seconds)."""

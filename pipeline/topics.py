@@ -10,6 +10,7 @@ import structlog
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from pipeline.security import kafka_options
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -71,6 +72,7 @@ def admin_client(settings: Settings, *, timeout_ms: int = 10_000) -> KafkaAdminC
     """An admin client for the configured cluster."""
     return KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         client_id="forewarn-admin",
         request_timeout_ms=timeout_ms,
     )

@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import Field
 
 from schemas._base import (
-    MAX_METRICS,
+    MAX_FEATURES,
     DeviceId,
+    FeatureName,
     Label,
     Message,
     MetricName,
@@ -30,7 +31,7 @@ class Factor(Message):
     ``label`` names the feature in plain words (``None`` in messages from before v2).
     """
 
-    feature: MetricName
+    feature: FeatureName
     value: float
     contribution: float
     label: Text | None = None
@@ -49,7 +50,7 @@ class Explanation(Message):
     of it as one clause.
     """
 
-    feature: MetricName
+    feature: FeatureName
     metric: MetricName | None = None
     name: Text
     unit: Text = ""
@@ -121,7 +122,7 @@ class TrainingExample(Message):
     group: Label
     device_id: DeviceId
     ts: UtcDatetime
-    features: dict[MetricName, float] = Field(max_length=MAX_METRICS)
+    features: dict[FeatureName, float] = Field(max_length=MAX_FEATURES)
     label: bool
     weight: float = Field(gt=0.0, le=1e6)
     source: LabelSource

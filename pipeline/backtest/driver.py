@@ -20,6 +20,7 @@ import structlog
 
 from pipeline.backtest.variants import BudgetedScore, CounterRules, RuleBaseline
 from pipeline.engine import DeviceState, EngineConfig, Evaluator, Scorer, Trainer
+from pipeline.engine.timepolicy import FROM_THE_FUTURE, TimeGate
 from schemas import Alert, FailureEvent, MaintenanceEvent, Telemetry, TrainingExample
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,8 @@ class BacktestResult:
     """New alerts the model's budget allowed over the whole run (``None``: no budget)."""
     raised: list[Alert] = field(default_factory=list)
     """The first ``MAX_KEPT_ALERTS`` alerts raised, with their explanations (for the page)."""
+    refused: int = 0
+    """Events the time policy refused (``pipeline/engine/timepolicy.py``), as the worker would."""
 
 
 def peak_rss_mb() -> float:
@@ -133,10 +136,40 @@ def run_backtest(
                 scorer.install(trainer.model())
                 published += 1
 
+    gate = TimeGate()
+    newest: dict[str, float] = {}
+    suspects: dict[str, float] = {}
+    refused = 0
+
+    def admit(event: Telemetry | FailureEvent | MaintenanceEvent) -> bool:
+        """The worker's time policy: the same events are refused here as there."""
+        nonlocal refused
+        t = event.ts.timestamp()
+        if isinstance(event, Telemetry):
+            device_id = event.device_id
+            reason = gate.reading(t, newest.get(device_id), suspects.get(device_id))
+            if reason is None:
+                suspects.pop(device_id, None)
+                newest[device_id] = t
+                gate.observe(t)
+                return True
+            if reason.startswith(FROM_THE_FUTURE):
+                suspects[device_id] = t
+            else:
+                suspects.pop(device_id, None)
+        elif gate.event(t) is None:
+            return True
+        refused += 1
+        if refused <= 10:
+            log.warning("backtest.event_refused", device_id=event.device_id, reason=reason)
+        return False
+
     started = time.perf_counter()
     cpu_started = time.process_time()
     for event in events:
         device_id = event.device_id
+        if not admit(event):
+            continue
         if isinstance(event, Telemetry):
             step = scorer.on_telemetry(states.get(device_id), event)
             states[device_id] = step.state
@@ -252,4 +285,5 @@ def run_backtest(
         rule_counters=tuple(rule_counters),
         alerts_allowed=scorer.policy.budget.accrued if scorer.policy.budget is not None else None,
         raised=raised,
+        refused=refused,
     )

@@ -28,6 +28,7 @@ from pipeline.demo import (
 from pipeline.errors import DatasetError, ForewarnError
 from pipeline.logging import configure_logging
 from pipeline.replay import Pace, ReplayStats, replay
+from pipeline.security import kafka_options
 from pipeline.settings import load_settings
 from schemas import Alert
 
@@ -127,6 +128,7 @@ def alerts(
     consumer = KafkaConsumer(
         settings.topic(topics.ALERTS),
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",

@@ -123,11 +123,21 @@ def is_label(value: str, max_length: int = MAX_ID_LENGTH) -> bool:
     return 0 < len(value) <= max_length and _CONTROL.search(value) is None
 
 
+def is_identifier(value: str, max_length: int = MAX_ID_LENGTH) -> bool:
+    """True for a valid device id, type or tag value: a label not ending in a backslash
+    (InfluxDB's line protocol cannot carry one, see ``schemas._base.ID_PATTERN``)."""
+    return is_label(value, max_length) and not value.endswith("\\")
+
+
 def check_label(value: str, path: Path, line: int, column: str, what: str) -> None:
     """Raise unless ``value`` is a valid device id or device type."""
-    if not is_label(value):
+    if not is_identifier(value):
         raise cell_error(
-            path, line, column, value, f"a valid {what} (1-200 characters, no control characters)"
+            path,
+            line,
+            column,
+            value,
+            f"a valid {what} (1-200 characters, no control characters, no trailing backslash)",
         )
 
 
@@ -152,9 +162,14 @@ def check_tags(path: Path, names: list[str]) -> None:
 
 def check_tag_value(value: str, path: Path, line: int, column: str) -> None:
     """Raise unless ``value`` fits in a tag."""
-    if len(value) > MAX_TAG_LENGTH:
+    if not is_identifier(value, MAX_TAG_LENGTH):
         raise cell_error(
-            path, line, column, value, f"a valid tag (at most {MAX_TAG_LENGTH} characters)"
+            path,
+            line,
+            column,
+            value,
+            f"a valid tag (1-{MAX_TAG_LENGTH} characters, no control characters, "
+            "no trailing backslash)",
         )
 
 

@@ -28,7 +28,7 @@ from pipeline.datasets._rows import (
     check_tag_value,
     check_tags,
     failure,
-    is_label,
+    is_identifier,
     metric_cell_error,
     open_text,
     parse_time,
@@ -150,7 +150,7 @@ def open_csv(path: Path, **options: object) -> Dataset:
         )
     if device_column is not None and device is not None:
         raise DatasetError("csv: give --device-column or --device, not both")
-    if device is not None and not is_label(device):
+    if device is not None and not is_identifier(device):
         raise DatasetError(f"--device {device!r} is not a valid device id")
     if time_column is None:
         raise DatasetError("csv needs --time-column COLUMN (the column holding the timestamps)")
@@ -160,7 +160,7 @@ def open_csv(path: Path, **options: object) -> Dataset:
             raise DatasetError(f"csv option delimiter={delimiter!r} is not one character")
     if device_type_column is not None and device_type is not None:
         raise DatasetError("csv options device_type and device_type_column exclude each other")
-    if device_type is not None and not is_label(device_type):
+    if device_type is not None and not is_identifier(device_type):
         raise DatasetError(f"csv option device_type={device_type!r} is not a valid device type")
     seconds = _time_unit_seconds(time_unit, time_unit_seconds)
     shift = timedelta(0)

@@ -34,8 +34,8 @@ COUNTER, GAUGE, LEVEL, IGNORED = 0, 1, 2, 3
 KIND_NAMES = ("counter", "gauge", "level", "ignored")
 
 # Slots of one metric inside a device's value array.
-LAST, BASE, EWM, EWV, ROSE, CHANGED, NOBS = range(7)
-SLOTS = 7
+LAST, BASE, EWM, EWV, ROSE, CHANGED, NOBS, FIRST = range(8)
+SLOTS = 8
 NEVER = -1.0e18
 """``CHANGED`` slot of a metric that never changed."""
 
@@ -67,8 +67,14 @@ class Layout:
     metrics: tuple[str, ...]
     kinds: tuple[int, ...]
     names: tuple[str, ...]
-    plan: tuple[tuple[int, str, int], ...]
-    """``(slot offset, metric name, kind)`` of every metric that is not ignored."""
+    plan: tuple[tuple[int, str, int, bool], ...]
+    """``(slot offset, metric name, kind, in the anomaly score)`` of every metric tracked.
+
+    Every metric whose kind was not *configured* as ignored is tracked, and its state is
+    updated the same way whatever its kind: a kind only chooses which features are
+    emitted. So a device's state and anomaly score depend on its own history only, not
+    on when the fleet-wide kind detection decided (it differs between workers and starts
+    over when a worker restarts)."""
     counters: tuple[int, ...]
     """Position in the feature vector of each counter's level (then ``rose``, ``growth``)."""
 
@@ -83,8 +89,18 @@ EXPERT_FEATURE = "expert"
 """The expert score's logit: the last feature (see :mod:`pipeline.engine.expert`)."""
 
 
-def make_layout(metrics: Sequence[str], kind_of: Mapping[str, int]) -> Layout:
-    """Build the layout of ``metrics``; a metric not in ``kind_of`` is a gauge."""
+def make_layout(
+    metrics: Sequence[str],
+    kind_of: Mapping[str, int],
+    fixed: Mapping[str, int] | None = None,
+) -> Layout:
+    """Build the layout of ``metrics``; a metric not in ``kind_of`` is a gauge.
+
+    ``fixed`` are the configured kinds (a subset of ``kind_of``): a metric configured
+    as ignored is not tracked, one configured as level only stays out of the anomaly
+    score; detected kinds change neither.
+    """
+    fixed = kind_of if fixed is None else fixed
     kinds = tuple(kind_of.get(name, GAUGE) for name in metrics)
     names: list[str] = []
     counters: list[int] = []
@@ -95,9 +111,9 @@ def make_layout(metrics: Sequence[str], kind_of: Mapping[str, int]) -> Layout:
     names.append(ANOMALY_FEATURE)
     names.append(EXPERT_FEATURE)
     plan = tuple(
-        (i * SLOTS, name, kind)
+        (i * SLOTS, name, kind, fixed.get(name) not in (LEVEL, IGNORED))
         for i, (name, kind) in enumerate(zip(metrics, kinds, strict=True))
-        if kind != IGNORED
+        if fixed.get(name) != IGNORED
     )
     return Layout(tuple(metrics), kinds, tuple(names), plan, tuple(counters))
 
@@ -128,8 +144,8 @@ def update(
     ew_alpha = 1.0 - ew_decay
     log1p = math.log1p
     append = out.append
-    for o, name, kind in layout.plan:
-        last, base, ewm, ewv, rose, changed, nobs = vals[o : o + SLOTS]
+    for o, name, kind, in_anomaly in layout.plan:
+        last, base, ewm, ewv, rose, changed, nobs, first = vals[o : o + SLOTS]
         raw = metrics.get(name)
         if raw is None:
             x = last
@@ -137,38 +153,37 @@ def update(
         else:
             x = log1p(raw) if raw >= 0.0 else -log1p(-raw)
             if nobs == 0.0:
-                base = ewm = x
+                base = ewm = first = x
                 ewv = rose = 0.0
                 changed = NEVER
                 delta = 0.0
             else:
                 delta = x - last
             nobs += 1.0
-            if nobs <= baseline_readings and kind != COUNTER:
+            if nobs <= baseline_readings:
                 base += (x - base) / nobs
-        if kind == LEVEL:
-            append(x)
-            vals[o : o + SLOTS] = (x, base, ewm, ewv, rose, changed, nobs)
-            continue
         sd = math.sqrt(ewv) if ewv > _Z_FLOOR_SQ else Z_FLOOR
-        z_base = (x - base) / sd
-        z2 = z_base * z_base
-        sq_sum += z2 if z2 < Z_CAP else Z_CAP
-        n_z += 1
+        if in_anomaly:
+            z_base = (x - base) / sd
+            z2 = z_base * z_base
+            sq_sum += z2 if z2 < Z_CAP else Z_CAP
+            n_z += 1
+        rose *= rise_decay
+        if delta != 0.0:
+            changed = t
+            if delta > 0.0:
+                rose += delta
         if kind == COUNTER:
-            rose *= rise_decay
-            if delta != 0.0:
-                changed = t
-                if delta > 0.0:
-                    rose += delta
             recent = 0.0 if changed == NEVER else 0.5 ** ((t - changed) / rise_halflife_s)
-            out.extend((x, rose, x - base, recent))
-        else:
+            out.extend((x, rose, x - first, recent))
+        elif kind == GAUGE:
             out.extend((x, (x - ewm) / sd, ewm - base))
+        elif kind == LEVEL:
+            append(x)
         if raw is not None:
             diff = x - ewm
             incr = ew_alpha * diff
             ewm += incr
             ewv = ew_decay * (ewv + diff * incr)
-        vals[o : o + SLOTS] = (x, base, ewm, ewv, rose, changed, nobs)
+        vals[o : o + SLOTS] = (x, base, ewm, ewv, rose, changed, nobs, first)
     return sq_sum / n_z if n_z else 0.0

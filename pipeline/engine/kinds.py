@@ -69,12 +69,20 @@ class MetricProfile:
         return GAUGE
 
 
+MAX_PROFILES = 100_000
+"""Undecided metric names profiled at once; past it a new name is not profiled (it is a
+gauge until decided) so names that never repeat (per-container metrics) cannot grow the
+scorer without bound (docs/reliability.md)."""
+
+
 class KindDetector:
     """Fleet-wide kind of every metric; decided per metric after ``evidence`` pairs."""
 
     def __init__(self, fixed: Mapping[str, int], evidence: int) -> None:
         self.kind_of: dict[str, int] = dict(fixed)
         """Decided kinds (the fixed ones from the start)."""
+        self.fixed: dict[str, int] = dict(fixed)
+        """The configured kinds."""
         self.evidence = evidence
         self.profiles: dict[str, MetricProfile] = {}
         self.version = 0
@@ -92,6 +100,8 @@ class KindDetector:
         """
         profile = self.profiles.get(name)
         if profile is None:
+            if len(self.profiles) >= MAX_PROFILES:
+                return
             profile = self.profiles[name] = MetricProfile()
         profile.readings += 1
         if raw == 0.0:

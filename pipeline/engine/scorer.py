@@ -18,7 +18,7 @@ from pipeline.engine.features import Layout, make_layout
 from pipeline.engine.fleet import FleetModel, ScoringModel, probability
 from pipeline.engine.kinds import KindDetector
 from pipeline.engine.policy import CLEAR, RAISE, Policy, alert_id
-from pipeline.engine.state import DeviceState
+from pipeline.engine.state import MAX_DEVICE_METRICS, DeviceState
 from schemas import (
     ALERT_SCHEMA_VERSION,
     Alert,
@@ -35,6 +35,10 @@ UNKNOWN_TYPE = "unknown"
 PRE_MODEL_KEY = 1e-9
 """Scale of the anomaly score that ranks threshold candidates before a model scores."""
 TYPE_PREFIX = "type="
+
+MAX_LAYOUTS = 1024
+"""Feature layouts cached per scorer; the cache starts over when full (a layout is
+rebuilt from a device's metric names on demand)."""
 
 
 class Candidate(NamedTuple):
@@ -192,7 +196,13 @@ class Scorer:
             self._layouts.clear()
         layout = self._layouts.get(metrics)
         if layout is None:
-            layout = self._layouts[metrics] = make_layout(metrics, self.kinds.kind_of)
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()
+                self._metric_sets.clear()
+                self._profiling.clear()
+            layout = self._layouts[metrics] = make_layout(
+                metrics, self.kinds.kind_of, self.kinds.fixed
+            )
             self._metric_sets[metrics] = frozenset(metrics)
             self._profiling[metrics] = any(map(self.kinds.undecided, metrics))
         return layout
@@ -245,6 +255,8 @@ class Scorer:
         if known is None or not metrics.keys() <= known:
             new = sorted(set(metrics) - set(state.metrics))
             if new:
+                if len(state.metrics) + len(new) > MAX_DEVICE_METRICS:
+                    state.keep_metrics(set(metrics))
                 state.add_metrics(new)
         layout = (
             self._layouts.get(state.metrics) if self.kinds.version == self._kinds_version else None
@@ -454,6 +466,8 @@ class Scorer:
             return None
         name = self._type_features.get(device_type)
         if name is None:
+            if len(self._type_features) >= MAX_LAYOUTS:
+                self._type_features.clear()
             name = self._type_features[device_type] = TYPE_PREFIX + device_type
         return name
 

@@ -7,6 +7,20 @@ from typing import Any
 
 from pipeline.engine.features import SLOTS
 
+MAX_DEVICE_METRICS = 512
+"""Metric names one device's state tracks at most (a reading carries at most as many).
+
+A reading whose new names would take a device past this limit ages out every metric
+the reading does not carry (see :meth:`DeviceState.keep_metrics`): devices that name a
+metric per container or process keep the metrics they report now, not every name they
+ever used.
+"""
+
+MAX_STATE_BYTES = 512 * 1024
+"""Size limit of one device's state (:meth:`DeviceState.estimated_bytes`). The metric
+limit and ``max_pending`` keep every state below it; a message that would take a
+state past it is refused and dead-lettered, the state left as it was."""
+
 
 class DeviceState:
     """Everything the engine remembers about one device; small, flat and picklable.
@@ -80,6 +94,48 @@ class DeviceState:
         """Append new metrics (their slots start empty: ``NOBS`` = 0)."""
         self.metrics = (*self.metrics, *names)
         self.vals.extend([0.0] * (SLOTS * len(names)))
+
+    def keep_metrics(self, names: set[str]) -> int:
+        """Age out every metric not in ``names``; returns how many were dropped.
+
+        The feature vectors still awaiting a label were computed over the old metric
+        layout, so they are dropped too (counted in ``dropped``).
+        """
+        kept = [i for i, name in enumerate(self.metrics) if name in names]
+        removed = len(self.metrics) - len(kept)
+        if removed:
+            vals = self.vals
+            self.vals = [v for i in kept for v in vals[i * SLOTS : (i + 1) * SLOTS]]
+            self.metrics = tuple(self.metrics[i] for i in kept)
+            self.dropped += len(self.pend_ts)
+            for name in self.__slots__:
+                if name.startswith("pend_"):
+                    setattr(self, name, array(getattr(self, name).typecode))
+        return removed
+
+    def estimated_bytes(self) -> int:
+        """Approximate pickled size in bytes (containers dominate it)."""
+        return (
+            8 * len(self.vals)
+            + sum(len(name) + 5 for name in self.metrics)
+            + 13 * len(self.pend_ts)
+            + 4 * len(self.pend_vec)
+            + len(self.device_id)
+            + len(self.device_type)
+            + len(self.group)
+            + 200
+        )
+
+    def copy(self) -> DeviceState:
+        """An independent copy (every list and array copied), for copy-on-write callers."""
+        clone = DeviceState.__new__(DeviceState)
+        clone.__setstate__(
+            tuple(
+                value[:] if isinstance(value, list | array) else value
+                for value in self.__getstate__()
+            )
+        )
+        return clone
 
     def reset_features(self) -> None:
         """Start a new life: forget the baseline and the watch-list mark (failure, repair,

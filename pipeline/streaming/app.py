@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from pipeline import topics
 from pipeline.catalogue_file import load_catalogue
 from pipeline.engine import EngineConfig, Evaluator, FleetModel, Scorer, Trainer
+from pipeline.security import faust_broker_credentials, kafka_options
 from pipeline.settings import Settings
 from pipeline.streaming.health import HealthReporter
 from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
@@ -138,6 +139,9 @@ class Worker:
         self.readings = 0
         self.rejected = 0
         self.duplicates = 0
+        self.offset_resets = 0
+        self.partition_changes = 0
+        self.internal_errors = 0
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.labels: dict[tuple[str, bool], int] = {}
 
@@ -181,6 +185,7 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "producer_linger": 0.02,
         "producer_max_batch_size": 1024 * 1024,
         "processing_guarantee": "at_least_once",
+        "broker_credentials": faust_broker_credentials(settings),
     }
 
 
@@ -216,7 +221,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     streams: dict[str, Stream] = {}
 
     def current_record(device_key: bytes) -> DeviceRecord | None:
-        device_id = device_key.decode()
+        try:
+            device_id = device_key.decode()
+        except UnicodeDecodeError:
+            return None  # not a device id: intake rejects the message
         staged = worker.pending.states.get(device_id)
         if staged is not None:
             return staged.record
@@ -249,17 +257,40 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         worker.pending.sends.append(fut)
 
     async def route(outcome: Outcome, event: Event) -> None:
+        message = event.message
+        if outcome.internal_error:
+            worker.internal_errors += 1
+        if outcome.offset_reset or outcome.partition_change:
+            kind = "offset_reset" if outcome.offset_reset else "partition_change"
+            if outcome.offset_reset:
+                worker.offset_resets += 1
+            else:
+                worker.partition_changes += 1
+            log.warning(
+                kind,
+                device_id=outcome.device_id,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+        if outcome.device_id is not None and outcome.record is not None:
+            worker.pending.states[outcome.device_id] = Staged(
+                outcome.record, seal(key, outcome.record), event
+            )
         if outcome.rejected is not None:
             await send_rejected(outcome.rejected)
             return
         if outcome.duplicate:
             worker.duplicates += 1
+            log.info(
+                "duplicate_skipped",
+                device_id=outcome.device_id,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
             return
-        assert outcome.device_id is not None
-        assert outcome.record is not None
-        worker.pending.states[outcome.device_id] = Staged(
-            outcome.record, seal(key, outcome.record), event
-        )
+        assert outcome.record is not None  # accepted: neither rejected nor a duplicate
         worker.sink.add(outcome.lines(readings=settings.sink_readings))
         alert_open = outcome.record.state is not None and outcome.record.state.alert_id is not None
         for prediction in outcome.predictions:
@@ -296,10 +327,26 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             started = time.monotonic()
             worker.sink.add(worker.rollup.drain())
             await worker.sink.flush()
+            for point, reason in worker.sink.take_refused():
+                envelope = rejected(
+                    Rejection(f"InfluxDB refused the point: {reason}"),
+                    topic="influxdb",
+                    partition=None,
+                    offset=None,
+                    key=None,
+                    value=point.encode(),
+                )
+                worker.rejected += 1
+                batch.sends.append(
+                    await dead_letter_topic.send(value=envelope.model_dump_json().encode())
+                )
             flushed = time.monotonic()
             if batch.sends:
                 await asyncio.gather(*batch.sends)
             sent = time.monotonic()
+            if settings.fault_pause_after_points_s and batch.states:
+                log.warning("checkpoint_paused", states=len(batch.states))
+                await asyncio.sleep(settings.fault_pause_after_points_s)
             stream = streams["device_events"]
             for device_id, staged in batch.states.items():
                 stream._set_current_event(staged.event)  # the table writes to its partition
@@ -330,7 +377,23 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             key = message.key if isinstance(message.key, bytes) else None
             value = message.value if isinstance(message.value, bytes) else None
             device_key = key if key is not None else b""
-            outcome = worker.processor.handle(source, key, value, current_record(device_key))
+            try:
+                record = current_record(device_key)
+            except Exception as error:  # an unreadable stored record: this message only
+                log.exception("device_record_unreadable", key=device_key[:80])
+                outcome = Outcome(
+                    internal_error=True,
+                    rejected=rejected(
+                        Rejection(f"device record unreadable: {type(error).__name__}: {error}"),
+                        topic=source.topic,
+                        partition=source.partition,
+                        offset=source.offset,
+                        key=key,
+                        value=value,
+                    ),
+                )
+            else:
+                outcome = worker.processor.handle(source, key, value, record)
             if outcome.device_id is not None and outcome.device_id.encode() != device_key:
                 outcome = Outcome(
                     rejected=rejected(
@@ -414,7 +477,9 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
 
     @app.task
     async def follow_models() -> None:
-        await worker.models.follow(settings.kafka_bootstrap, settings.topic(topics.MODELS))
+        await worker.models.follow(
+            settings.kafka_bootstrap, settings.topic(topics.MODELS), options=kafka_options(settings)
+        )
 
     health = HealthReporter(app, worker)
 

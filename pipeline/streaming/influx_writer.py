@@ -8,12 +8,19 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
+from pipeline.security import influx_options
 from pipeline.settings import Settings
+
+REFUSED_STATUSES = frozenset({400, 413, 422})
+"""InfluxDB refuses the points themselves: 400 (unparseable line), 413 (request too
+large), 422 (e.g. a field type conflict, a point outside the retention period; the
+other points of the batch are stored). Retrying the same batch cannot help; the sink
+bisects it instead. Anything else (5xx, timeouts, refused connections) is retried."""
 
 
 def is_permanent(error: Exception) -> bool:
-    """A 400 means our line protocol is wrong: retrying cannot help."""
-    return isinstance(error, ApiException) and error.status == 400
+    """Whether InfluxDB refused the points (``REFUSED_STATUSES``) rather than failed."""
+    return isinstance(error, ApiException) and error.status in REFUSED_STATUSES
 
 
 class InfluxWriter:
@@ -30,6 +37,7 @@ class InfluxWriter:
                 token=self._settings.influx_token.get_secret_value(),
                 org=self._settings.influx_org,
                 timeout=30_000,
+                **influx_options(self._settings),
             )
         await self._client.write_api().write(
             bucket=self._settings.influx_bucket,

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from pipeline import topics
 from schemas import FailureEvent, Feedback, Rejected, Telemetry
+from schemas._base import ID_PATTERN
 
 MAX_INPUT_BYTES = 64 * 1024
 """A reading larger than this is rejected before parsing: no real device sends one."""
@@ -34,7 +35,15 @@ def describe_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False)[:5]:
         location = ".".join(str(part) for part in item["loc"]) or "<message>"
-        parts.append(f"{location}: {item['msg']}")
+        message = item["msg"]
+        if item["type"] == "string_pattern_mismatch":
+            message = (
+                "has a control character or ends with a backslash (InfluxDB's line "
+                "protocol cannot store a tag ending in a backslash)"
+                if (item.get("ctx") or {}).get("pattern") == ID_PATTERN
+                else "has a control character"
+            )
+        parts.append(f"{location}: {message}")
     more = error.error_count() - len(parts)
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 

@@ -18,13 +18,27 @@ MODEL_HEALTH = "model_health"
 PIPELINE_HEALTH = "pipeline_health"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
+# InfluxDB 2.7's parser (models/points.go) takes a byte as escaped when the byte before
+# it is a backslash, and unescapes only "\,", "\=" and "\ " in tags: a backslash is
+# written as it is (doubling it would store it doubled) and only the three separators
+# get one. "a\,b" goes out as "a\\,b" and reads back exactly. A value ending in a
+# backslash cannot be written at all; ``schemas._base.ID_PATTERN`` refuses it at intake.
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 
 
 def tag(value: str) -> str:
-    """Escape a tag key or value (an empty tag value is not allowed: use ``_``)."""
-    return value.translate(_TAG_ESCAPES) if value else "_"
+    """Escape a tag key or value for InfluxDB 2.7 (an empty tag value is not allowed: use ``_``).
+
+    Exact for every value without control characters and without a trailing backslash;
+    raises ``ValueError`` for the others rather than write a line that would poison
+    its whole batch.
+    """
+    if not value:
+        return "_"
+    if value[-1] == "\\" or (not value.isprintable() and any(c < " " for c in value)):
+        raise ValueError(f"{value!r} cannot be written as an InfluxDB tag")
+    return value.translate(_TAG_ESCAPES)
 
 
 def field_string(value: str) -> str:

@@ -54,7 +54,14 @@ class ModelRegistry:
         self.refused += 1
         log.error("model_snapshot_refused", reason=reason, detail=detail, **context)
 
-    async def follow(self, bootstrap: str, topic: str, *, poll_timeout_ms: int = 500) -> None:
+    async def follow(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        poll_timeout_ms: int = 500,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         """Read the ``models`` topic from the beginning, forever, on every worker."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -63,6 +70,7 @@ class ModelRegistry:
             isolation_level="read_committed",
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            **(options or {}),
         )
         await consumer.start()
         try:

@@ -3,15 +3,24 @@
 The Faust agent only moves bytes: it hands each message to :class:`Processor` and
 writes what comes back (state, points, alerts, training examples, rejects). Keeping
 this step free of I/O makes it testable without Kafka and identical to the backtest.
+
+No exception leaves :meth:`Processor.handle`: whatever one message causes, it comes
+back as a rejection (dead-letter) with the cause, and the device's record is the one
+passed in, untouched (the engine works on a copy of the state).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import structlog
+
 from pipeline import topics
 from pipeline.engine import DeviceState, Scorer, Step
+from pipeline.engine.state import MAX_STATE_BYTES
+from pipeline.engine.timepolicy import FROM_THE_FUTURE, TimeGate
 from pipeline.streaming.intake import Rejection, decode, rejected
 from pipeline.streaming.lineprotocol import alert_line, prediction_line, reading_line
 from schemas import (
@@ -24,24 +33,48 @@ from schemas import (
     TrainingExample,
 )
 
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The last message of one input topic applied to a device: where, and its event time.
+
+    ``ts`` is the newest event time applied from that topic (POSIX seconds).
+    """
+
+    partition: int | None
+    offset: int
+    ts: float
+
 
 @dataclass(slots=True)
 class DeviceRecord:
-    """The value of the device-state table: engine state plus the offsets already applied.
+    """The value of the device-state table: engine state plus what was already applied.
 
-    The offsets make replays after a crash idempotent: a message at or below the
-    recorded offset of its topic has already changed this state and is skipped.
+    Idempotence is keyed on (topic, partition): ``offsets`` holds, per input topic, the
+    partition and offset of the last message applied. A message at or below that offset
+    on the same partition is a replay and is skipped, unless its event time is newer
+    than everything applied from the topic: then the partition's offsets were reset
+    (the topic was re-created) and the message is applied (an ``offset_reset``). A
+    message from another partition than the recorded one (partitions were added) is
+    applied and becomes the reference (a ``partition_change``). Both are logged and
+    counted in ``pipeline_health``, never skipped silently.
 
-    Kafka orders messages within a topic only, so a failure can overtake the last
-    readings before it when the worker lags on ``telemetry``. A failure dated after
-    the device's newest reading waits in ``deferred_failure`` and is applied right
-    after the first reading at or past its time, as the backtest applies it.
+    A failure is applied the moment it arrives, whenever it is dated (a dead device
+    sends no later reading to wait for): labels, the open alert, the count. Kafka orders
+    messages within a topic only, so a lagging ``telemetry`` can deliver readings dated
+    before the failure after it: such a reading is scored on the device's history (the
+    feature reset waits for the first reading dated after ``failure``) and labelled by
+    ``failure`` at once.
     """
 
     state: DeviceState | None = None
-    offsets: dict[str, int] = field(default_factory=dict)
+    offsets: dict[str, Applied] = field(default_factory=dict)
     last_reading: datetime | None = None
-    deferred_failure: FailureEvent | None = None
+    failure: FailureEvent | None = None
+    suspect: datetime | None = None
+    """Time of the device's previous reading if it was refused as from the future."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +88,18 @@ class Source:
 
 @dataclass(slots=True)
 class Outcome:
-    """What handling one message produced."""
+    """What handling one message produced.
+
+    ``record`` is the device's new record (``None``: keep the old one). A rejected
+    message may still come with a record (the offset it consumed, a suspect time).
+    """
 
     device_id: str | None = None
     record: DeviceRecord | None = None
     duplicate: bool = False
+    offset_reset: bool = False
+    partition_change: bool = False
+    internal_error: bool = False
     reading: Telemetry | None = None
     predictions: list[Prediction] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
@@ -79,65 +119,171 @@ class Outcome:
         return points
 
 
+class UnsafeOutputError(ValueError):
+    """The engine produced something that must not leave the worker (non-finite, too big)."""
+
+
 class Processor:
     """Applies input messages to device records through the engine's ``Scorer``."""
 
     def __init__(self, scorer: Scorer, topic_prefix: str = "") -> None:
         self.scorer = scorer
+        self.gate = TimeGate()
         self._prefix = topic_prefix
 
     def handle(
         self, source: Source, key: bytes | None, value: bytes | None, record: DeviceRecord | None
     ) -> Outcome:
-        """Decode, validate, and run one message through the engine."""
+        """Decode, validate, and run one message through the engine; never raises."""
+        try:
+            return self._handle(source, key, value, record)
+        except UnsafeOutputError as error:
+            log.warning(
+                "message_refused", topic=source.topic, offset=source.offset, reason=str(error)
+            )
+            return self._reject(source, key, value, f"refused: {error}")
+        except Exception as error:  # the per-message boundary: one message, one reject
+            log.exception("message_failed", topic=source.topic, offset=source.offset)
+            reason = f"internal error: {type(error).__name__}: {error}"
+            outcome = self._reject(source, key, value, reason[:1000])
+            outcome.internal_error = True
+            return outcome
+
+    def _reject(
+        self, source: Source, key: bytes | None, value: bytes | None, reason: str
+    ) -> Outcome:
+        return Outcome(
+            rejected=rejected(
+                Rejection(reason),
+                topic=source.topic,
+                partition=source.partition,
+                offset=source.offset,
+                key=key,
+                value=value,
+            )
+        )
+
+    def _handle(
+        self, source: Source, key: bytes | None, value: bytes | None, record: DeviceRecord | None
+    ) -> Outcome:
         message = decode(source.topic.removeprefix(self._prefix), key, value)
         if isinstance(message, Rejection):
-            return Outcome(
-                rejected=rejected(
-                    message,
-                    topic=source.topic,
-                    partition=source.partition,
-                    offset=source.offset,
-                    key=key,
-                    value=value,
-                )
-            )
+            return self._reject(source, key, value, message.reason)
         record = record if record is not None else DeviceRecord()
+        gate = self.gate
+        if record.last_reading is not None:
+            gate.observe(record.last_reading.timestamp())
+        t = message.ts.timestamp()
         outcome = Outcome(device_id=message.device_id)
-        if source.offset is not None and record.offsets.get(source.topic, -1) >= source.offset:
-            outcome.duplicate = True
-            return outcome
-        offsets = dict(record.offsets)
+        offsets = record.offsets
         if source.offset is not None:
-            offsets[source.topic] = source.offset
-        last_reading, deferred = record.last_reading, record.deferred_failure
-        state = record.state
+            seen = offsets.get(source.topic)
+            if seen is not None and seen.partition != source.partition:
+                outcome.partition_change = True
+            elif seen is not None and source.offset <= seen.offset:
+                if t <= seen.ts:
+                    outcome.duplicate = True
+                    return outcome
+                outcome.offset_reset = True
+            newest_ts = t if seen is None or outcome.partition_change else max(t, seen.ts)
+            offsets = {**offsets, source.topic: Applied(source.partition, source.offset, newest_ts)}
+
+        if isinstance(message, Telemetry):
+            newest = record.last_reading.timestamp() if record.last_reading else None
+            suspect = record.suspect.timestamp() if record.suspect else None
+            reason = gate.reading(t, newest, suspect)
+            if reason is not None:
+                refused = self._reject(source, key, value, reason)
+                refused.device_id = message.device_id
+                refused.record = DeviceRecord(
+                    record.state,
+                    offsets,
+                    record.last_reading,
+                    record.failure,
+                    message.ts if reason.startswith(FROM_THE_FUTURE) else None,
+                )
+                return refused
+        else:
+            reason = gate.event(t)
+            if reason is not None:
+                refused = self._reject(source, key, value, reason)
+                refused.device_id = message.device_id
+                refused.record = DeviceRecord(
+                    record.state, offsets, record.last_reading, record.failure, record.suspect
+                )
+                return refused
+
+        # Copy-on-write: the engine updates the state in place, the old record stays intact.
+        state = record.state.copy() if record.state is not None else None
+        last_reading, failure = record.last_reading, record.failure
         steps: list[Step] = []
         if isinstance(message, FailureEvent):
-            if last_reading is None or message.ts > last_reading:
-                deferred = message
-            else:
-                steps.append(self.scorer.on_failure(state, message))
-                outcome.failures.append(message)
+            steps.append(self._failure(state, message))
+            outcome.failures.append(message)
+            failure = message
         elif isinstance(message, Feedback):
             steps.append(self.scorer.on_feedback(state, message))
         else:
             outcome.reading = message
+            if failure is not None and message.ts > failure.ts:
+                # A new life of the device (a replacement keeps the id): forget the old one.
+                if state is not None:
+                    state.reset_features()
+                failure = None
             steps.append(self.scorer.on_telemetry(state, message))
-            last_reading = message.ts if last_reading is None else max(last_reading, message.ts)
-            if deferred is not None and deferred.ts <= last_reading:
-                steps.append(self.scorer.on_failure(steps[-1].state, deferred))
-                outcome.failures.append(deferred)
-                deferred = None
+            last_reading = message.ts
+            if failure is not None:
+                # A reading the failure overtook: scored on the history it belongs to,
+                # and its label is known now.
+                steps.append(self._failure(steps[-1].state, failure))
         for step in steps:
             state = step.state
             outcome.predictions += step.predictions
             outcome.alerts += step.alerts
             outcome.examples += step.examples
-        outcome.record = DeviceRecord(
-            state=state, offsets=offsets, last_reading=last_reading, deferred_failure=deferred
-        )
+        assert state is not None
+        check_outputs(state, outcome)
+        if isinstance(message, Telemetry):
+            gate.observe(t)
+        outcome.record = DeviceRecord(state, offsets, last_reading, failure, None)
         return outcome
+
+    def _failure(self, state: DeviceState | None, failure: FailureEvent) -> Step:
+        """``Scorer.on_failure``, but the device's feature history is kept until a reading
+        dated after the failure arrives: readings the failure overtook (Kafka orders each
+        topic on its own) are then scored exactly as in time order, as the backtest does."""
+        if state is None:
+            return self.scorer.on_failure(None, failure)
+        vals, n, alerted = state.vals, state.n, state.alerted
+        step = self.scorer.on_failure(state, failure)
+        step.state.vals, step.state.n, step.state.alerted = vals, n, alerted
+        return step
+
+
+def check_outputs(state: DeviceState, outcome: Outcome) -> None:
+    """Raise :class:`UnsafeOutputError` unless all numbers are finite and the state fits."""
+    for p in outcome.predictions:
+        for name, number in (
+            ("risk", p.risk),
+            ("failure_probability", p.failure_probability),
+            ("anomaly_score", p.anomaly_score),
+        ):
+            if not 0.0 <= number <= 1.0:
+                raise UnsafeOutputError(f"{name} {number!r} is not a probability")
+    for example in outcome.examples:
+        if not math.isfinite(sum(example.features.values())):
+            raise UnsafeOutputError(f"training example at {example.ts} has a non-finite feature")
+    if state.pend_width:
+        width = state.pend_width[-1]
+        if not math.isfinite(sum(state.pend_vec[len(state.pend_vec) - width :])):
+            raise UnsafeOutputError("a buffered feature vector is not finite")
+    if not math.isfinite(sum(state.vals)):
+        raise UnsafeOutputError("the device's feature state is not finite")
+    size = state.estimated_bytes()
+    if size > MAX_STATE_BYTES:
+        raise UnsafeOutputError(
+            f"device state would grow to {size} bytes, over the limit of {MAX_STATE_BYTES}"
+        )
 
 
 INPUT_TOPICS = (topics.TELEMETRY, topics.FAILURES, topics.FEEDBACK)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import Any
 
 import structlog
 from kafka import KafkaConsumer, TopicPartition
@@ -40,7 +41,13 @@ class PublishedAlerts:
 
     @classmethod
     def from_topic_tail(
-        cls, bootstrap: str, topic: str, *, per_partition: int = 20_000, timeout_s: float = 30.0
+        cls,
+        bootstrap: str,
+        topic: str,
+        *,
+        per_partition: int = 20_000,
+        timeout_s: float = 30.0,
+        options: dict[str, Any] | None = None,
     ) -> PublishedAlerts:
         """Read the last ``per_partition`` alerts of every partition (committed ones only)."""
         guard = cls()
@@ -49,6 +56,7 @@ class PublishedAlerts:
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
+            **(options or {}),
         )
         try:
             partitions = [

@@ -9,6 +9,7 @@ import structlog
 
 from pipeline import topics
 from pipeline.engine import EngineConfig
+from pipeline.security import check_secrets, kafka_options
 from pipeline.settings import Settings
 from pipeline.streaming.app import create_app
 from pipeline.streaming.published import PublishedAlerts
@@ -18,11 +19,16 @@ log = structlog.get_logger(__name__)
 
 
 def run_worker(settings: Settings, config: EngineConfig) -> None:
-    """Run one worker until it is stopped (SIGTERM / Ctrl-C)."""
+    """Run one worker until it is stopped (SIGTERM / Ctrl-C).
+
+    Raises ``ConfigError`` when the deployment still uses the built-in development
+    secrets and is not declared a local development deployment.
+    """
+    check_secrets(settings)
     ensure_topics(settings)
     (settings.state_dir / "worker" / settings.worker_id).mkdir(parents=True, exist_ok=True)
     published = PublishedAlerts.from_topic_tail(
-        settings.kafka_bootstrap, settings.topic(topics.ALERTS)
+        settings.kafka_bootstrap, settings.topic(topics.ALERTS), options=kafka_options(settings)
     )
     app = create_app(settings, config, published)
     log.info(

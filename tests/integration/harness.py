@@ -65,6 +65,9 @@ class Deployment:
     def env(self) -> dict[str, str]:
         settings = self.settings
         return {
+            "FOREWARN_LOCAL_DEVELOPMENT": "1",
+            "FOREWARN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "FOREWARN_INFLUX_URL": settings.influx_url,
             "FOREWARN_TOPIC_PREFIX": settings.topic_prefix,
             "FOREWARN_INFLUX_BUCKET": settings.influx_bucket,
             "FOREWARN_WORKER_ID": settings.worker_id,
@@ -103,9 +106,9 @@ class Deployment:
 
     # -- worker ---------------------------------------------------------------
 
-    def start_worker(self) -> WorkerProcess:
+    def start_worker(self, **extra_env: str) -> WorkerProcess:
         log_path = self.state_dir / f"worker-{len(self.workers)}.log"
-        worker = WorkerProcess(self.env(), log_path)
+        worker = WorkerProcess({**self.env(), **extra_env}, log_path)
         self.workers.append(worker)
         return worker
 

@@ -189,3 +189,36 @@ def test_an_alert_after_kinds_are_decided_explains_without_the_old_layout() -> N
             raised += [a for a in step.alerts if a.action == "raise"]
     assert scorer.counters() == ("errors",)
     assert [a.device_id for a in raised] == ["d0"]
+
+
+def test_anomaly_does_not_depend_on_when_kinds_are_decided() -> None:
+    # Workers decide kinds at different points of their input (and again after a
+    # restart): a device's state and anomaly score must not notice.
+    rng = random.Random(3)
+    readings = [
+        Telemetry(
+            device_id=f"d{d}",
+            ts=T0 + timedelta(days=day),
+            device_type="m",
+            metrics={
+                "errors": float(day // 5 if d == 0 else 0),
+                "hours": 24.0 * (day + 50 * d),
+                "temp": float(rng.randint(25, 40)),
+                "capacity": 4e12,
+            },
+        )
+        for day in range(12)
+        for d in range(6)
+    ]
+    scores = []
+    for evidence in (3, 10**9):
+        scorer = Scorer(EngineConfig(kind_evidence=evidence))
+        states: dict[str, DeviceState] = {}
+        out = []
+        for reading in readings:
+            step = scorer.on_telemetry(states.get(reading.device_id), reading)
+            states[reading.device_id] = step.state
+            out.append(step.predictions[0].anomaly_score)
+        scores.append(out)
+    assert scores[0] == scores[1]
+    assert max(scores[0]) > 0.0

@@ -46,16 +46,29 @@ def run(messages: list[tuple[str, bytes]]) -> tuple[DeviceRecord | None, list[fl
     return record, scores, failures
 
 
-def test_a_failure_that_overtakes_its_readings_waits_for_them() -> None:
+def test_a_failure_that_overtakes_its_readings_is_applied_at_once() -> None:
     in_order = [(topics.TELEMETRY, reading(day, value=day)) for day in range(6)]
     in_order.append((topics.FAILURES, failure(5)))
     early = [in_order[0], in_order[-1], *in_order[1:-1]]
-    _, expected_scores, expected_failures = run(in_order)
+    _, expected_scores, _ = run(in_order)
     record, scores, failures = run(early)
-    assert scores == expected_scores
-    assert failures == expected_failures == 1
+    assert scores == expected_scores  # the overtaken readings scored as in time order
+    assert failures == 1  # counted once, when it arrived
     assert record is not None
-    assert record.deferred_failure is None
+    assert record.failure is not None
+    assert record.state is not None
+    assert record.state.pending == 0  # the late readings were labelled at once
+
+
+def test_a_reading_after_a_failure_starts_a_new_life() -> None:
+    messages = [(topics.TELEMETRY, reading(day, value=day)) for day in range(3)]
+    messages += [(topics.FAILURES, failure(2)), (topics.TELEMETRY, reading(3, value=0.0))]
+    record, _, failures = run(messages)
+    assert failures == 1
+    assert record is not None
+    assert record.failure is None
+    assert record.state is not None
+    assert record.state.n == 1  # the history was reset before the new reading
 
 
 def test_a_replayed_message_is_skipped() -> None:

@@ -30,6 +30,8 @@ names = st.text(
     min_size=1,
     max_size=40,
 )
+ids = names.filter(lambda name: not name.endswith("\\"))
+"""Device ids, types, groups and tag values: no trailing backslash (line protocol)."""
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 aware_times = st.datetimes(
     min_value=datetime(1990, 1, 1),
@@ -41,11 +43,11 @@ factors = st.builds(Factor, feature=names, value=finite, contribution=finite)
 
 telemetry = st.builds(
     Telemetry,
-    device_id=names,
+    device_id=ids,
     ts=aware_times,
-    device_type=names,
+    device_type=ids,
     metrics=st.dictionaries(names, finite, max_size=12),
-    tags=st.dictionaries(names, st.text(max_size=20), max_size=4),
+    tags=st.dictionaries(names, ids, max_size=4),
 )
 
 
@@ -62,11 +64,11 @@ def test_timestamps_are_normalised_to_utc(message: Telemetry) -> None:
 @given(
     st.builds(
         Alert,
-        alert_id=names,
+        alert_id=ids,
         action=st.sampled_from(["raise", "clear"]),
-        device_id=names,
-        device_type=names,
-        group=names,
+        device_id=ids,
+        device_type=ids,
+        group=ids,
         ts=aware_times,
         raised_at=aware_times,
         severity=st.sampled_from(["warning", "critical"]),

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from pipeline import topics
-from pipeline.errors import SinkError, SnapshotError
+from pipeline.errors import SnapshotError
 from pipeline.streaming.intake import MAX_INPUT_BYTES, Rejection, decode
 from pipeline.streaming.lineprotocol import line, nanoseconds, prediction_line, tag
 from pipeline.streaming.signing import open_snapshot, seal, sign_snapshot, unseal
@@ -153,12 +153,44 @@ def test_sink_refuses_to_grow_past_its_bound() -> None:
         sink.add(["a", "b", "c", "d"])
 
 
-def test_sink_stops_on_permanent_errors() -> None:
-    writer = FlakyWriter(failures=1, error=ValueError("400 bad line"))
+class PickyWriter:
+    """Refuses (like a 400) any batch holding a line that starts with ``bad``."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+        self.calls = 0
+
+    async def __call__(self, lines: list[str]) -> None:
+        self.calls += 1
+        bad = [line for line in lines if line.startswith("bad")]
+        if bad:
+            raise ValueError(f"unable to parse '{bad[0]}'")
+        self.stored.extend(lines)
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=40))
+def test_a_refused_point_is_isolated_and_the_rest_stored(bad_at: list[bool]) -> None:
+    writer = PickyWriter()
     sink = InfluxSink(
-        writer, batch_size=2, max_buffered=3, is_permanent=lambda e: isinstance(e, ValueError)
+        writer, batch_size=16, max_buffered=100, is_permanent=lambda e: isinstance(e, ValueError)
     )
-    sink.add(["bad"])
-    with pytest.raises(SinkError, match="refused"):
-        asyncio.run(sink.flush())
-    assert sink.buffered == 1
+    lines = [("bad" if bad else "m") + f" v={i}i {i}" for i, bad in enumerate(bad_at)]
+    sink.add(lines)
+    asyncio.run(sink.flush())
+    assert writer.stored == [line for line in lines if not line.startswith("bad")]
+    refused = sink.take_refused()
+    assert [point for point, _ in refused] == [line for line in lines if line.startswith("bad")]
+    assert all(reason.startswith("unable to parse") for _, reason in refused)
+    assert sink.points_written == len(writer.stored)
+    assert sink.points_refused == len(refused)
+    assert sink.buffered == 0
+
+
+def test_refused_points_are_told_from_outages() -> None:
+    from influxdb_client.rest import ApiException
+
+    from pipeline.streaming.influx_writer import is_permanent
+
+    assert [is_permanent(ApiException(status=s)) for s in (400, 413, 422)] == [True] * 3
+    assert [is_permanent(ApiException(status=s)) for s in (401, 500, 503)] == [False] * 3
+    assert not is_permanent(ConnectionError("refused"))
