@@ -19,6 +19,7 @@ from pipeline.datasets import Event
 from pipeline.grafana import flux_for, panel_queries
 from pipeline.influx import count_points, flux_string, influx_client
 from pipeline.settings import Settings
+from pipeline.streaming.lineprotocol import reading_line
 from schemas import Telemetry
 from tests.integration.harness import Deployment, wait_until
 
@@ -74,6 +75,34 @@ def test_every_panel_and_rule_query_returns_the_columns_it_uses(fleet_bucket: Se
             if missing:
                 problems.append(f"{where}: no column(s) {sorted(missing)}")
     assert problems == []
+
+
+def test_metric_names_round_trip_exactly_through_reading_points(fleet_bucket: Settings) -> None:
+    """Identifiers reach InfluxDB as sent; names it cannot store are left out, not fatal."""
+    names = ["smart_5_raw", "a b", "a,b", "a=b", "a\\b", 'q"x', "é °C", "_value", "time", "end\\"]
+    reading = Telemetry(
+        device_id="round trip,=\\1",
+        ts=START,
+        device_type="ST 3000",
+        metrics={name: float(i) + 0.5 for i, name in enumerate(names)},
+    )
+    line = reading_line(reading)
+    assert line is not None
+    with influx_client(fleet_bucket, timeout_ms=60_000) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(
+            fleet_bucket.influx_bucket, fleet_bucket.influx_org, [line]
+        )
+        flux = (
+            f"from(bucket: {flux_string(fleet_bucket.influx_bucket)}) |> range(start: 0)"
+            ' |> filter(fn: (r) => r._measurement == "reading"'
+            f" and r.device_id == {flux_string(reading.device_id)})"
+        )
+        tables = client.query_api().query(flux, org=fleet_bucket.influx_org)
+    records = [record for table in tables for record in table.records]
+    assert {r.get_field(): r.get_value() for r in records} == {
+        name: value for name, value in reading.metrics.items() if name not in ("time", "end\\")
+    }
+    assert {(r.values["device_type"], r.get_time()) for r in records} == {("ST 3000", START)}
 
 
 def test_a_real_worker_writes_the_rollups_the_dashboards_read(

@@ -39,6 +39,10 @@ def test_a_name_influxdb_refuses_is_left_out_and_an_empty_point_is_not_written()
         r"reading,device_id=Z\ 1,device_type=ST3000 smart_9_raw=100.0 1365552000123456000"
     )
     assert reading_line(telemetry({"time": 5.0})) is None
+    # The escaping cannot write a trailing backslash (tag() refuses it): left out too.
+    assert reading_line(telemetry({"end\\": 1.0, "b": 2.0})) == (
+        r"reading,device_id=Z\ 1,device_type=ST3000 b=2.0 1365552000123456000"
+    )
     assert reading_line(telemetry({})) is None
 
 
