@@ -13,6 +13,7 @@ times in a row and never touches the configured deployment's topics or bucket.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import re
@@ -90,6 +91,32 @@ class DemoNamespace:
     def home(self, base: Settings) -> Path:
         """The directory holding every run of this namespace."""
         return base.state_dir / "demo" / self.name
+
+    @contextmanager
+    def exclusive(self, base: Settings) -> Iterator[None]:
+        """Hold this namespace for one run; ``ConfigError`` if another run holds it.
+
+        A second demo in the same namespace would delete the first one's topics and
+        bucket under it, so it is refused (an advisory ``flock`` on the namespace's
+        directory: released by the kernel however the holder ends).
+        """
+        home = self.home(base)
+        home.mkdir(parents=True, exist_ok=True)
+        with open(home / "demo.lock", "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise ConfigError(
+                    f"another forewarn demo is running in namespace {self.name} (pid {holder}): "
+                    "wait for it to finish, or give this run its own --namespace"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
 
     def run_dir(self, base: Settings) -> Path:
         """This run's directory: the worker's state, ``worker.log`` and ``demo.log``."""
@@ -509,6 +536,39 @@ def run_demo(
         horizon_days=horizon.total_seconds() / 86400,
         run_dir=str(namespace.run_dir(base)),
     )
+    with namespace.exclusive(base):
+        return _run(
+            base,
+            dataset,
+            namespace,
+            summary,
+            started,
+            horizon=horizon,
+            on_replay=on_replay,
+            on_processed=on_processed,
+            on_stored=on_stored,
+            limit=limit,
+            stall_timeout_s=stall_timeout_s,
+            worker_stop_timeout_s=worker_stop_timeout_s,
+        )
+
+
+def _run(
+    base: Settings,
+    dataset: Dataset,
+    namespace: DemoNamespace,
+    summary: DemoSummary,
+    started: float,
+    *,
+    horizon: timedelta,
+    on_replay: Callable[[ReplayStats], None],
+    on_processed: Callable[[int, int], None],
+    on_stored: Callable[[int, int], None],
+    limit: int | None,
+    stall_timeout_s: float,
+    worker_stop_timeout_s: float,
+) -> DemoSummary:
+    settings = namespace.settings(base)
     reset_namespace(base, namespace)
     log_path = namespace.run_dir(base) / "worker.log"
     summary.worker_log = str(log_path)

@@ -156,7 +156,8 @@ def _curve(report: Mapping[str, Any]) -> str:
     if not curve:
         return (
             '<section id="curve"><h2>Detection vs false alarms</h2>'
-            '<p class="missing">This report has no curve (written before report.json kept it).'
+            '<p class="missing">No detection-vs-false-alarm curve: no model scored any '
+            "reading in this run (or report.json predates curves)."
             "</p></section>"
         )
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -276,6 +277,17 @@ def _warnings(report: Mapping[str, Any]) -> str:
     )
 
 
+def _plain(value: object) -> str:
+    """A JSON value as a person reads it: no ``None``/``True``/``False`` from Python."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _devices_detail(report: Mapping[str, Any]) -> str:
     detail = report.get("devices_detail")
     if not isinstance(detail, Sequence) or isinstance(detail, str) or not detail:
@@ -286,11 +298,13 @@ def _devices_detail(report: Mapping[str, Any]) -> str:
     columns = list(rows[0])[:8]
     head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(row.get(c, '')))}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(_plain(row.get(c)))}</td>" for c in columns) + "</tr>"
         for row in rows
     )
     return (
-        f'<section id="devices-detail"><h2>Devices ({len(rows)} of {len(detail)} shown)</h2>'
+        '<section id="devices-detail"><h2>Failures and alerted devices '
+        f"({len(rows)} of {len(detail)} rows shown: one per failure, one per healthy device "
+        "that was alerted)</h2>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
     )
 

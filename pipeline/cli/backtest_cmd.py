@@ -82,6 +82,29 @@ def _limited(events: Iterator[Event], limit: int | None) -> Iterator[Event]:
         yield event
 
 
+_FLAG_OF = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        "horizon",
+        "seed",
+        "fleet_model",
+        "group_by",
+        "alert_budget",
+        "budget_period",
+        "negative_rate",
+        "counter_metrics",
+        "level_only_metrics",
+        "ignored_metrics",
+    )
+}
+
+
+def _naming_the_flag(message: str) -> str:
+    """``EngineConfig``'s message about a field, led by the flag that sets the field."""
+    flag = _FLAG_OF.get(message.split(" ", 1)[0])
+    return f"bad {flag}: {message}" if flag else message
+
+
 @app.command("backtest")
 def backtest(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"One of: {', '.join(FORMATS)}.")],
@@ -217,7 +240,10 @@ def backtest(
     if alert_budget is not None:
         settings["alert_budget"] = parse_budget(alert_budget)
     known = {item.name for item in fields(EngineConfig)}
-    config = EngineConfig(**{k: v for k, v in settings.items() if k in known})
+    try:
+        config = EngineConfig(**{k: v for k, v in settings.items() if k in known})
+    except ConfigError as error:
+        raise ConfigError(_naming_the_flag(str(error))) from None
     rule = _names(rule_counters) or config.counter_metrics or RULE_COUNTERS.get(fmt, ())
 
     console = Console(stderr=True)

@@ -319,6 +319,14 @@ def parse_flag(text: str) -> bool | None:
     return None
 
 
+MISSING_CELLS = frozenset({"", "na", "n/a", "null", "none"})
+"""Metric cells read as "no value" (any case), as R and SQL exports write them; nan is an error."""
+
+
+def _present(text: str) -> bool:
+    return text.strip().lower() not in MISSING_CELLS
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -359,8 +367,15 @@ def _detect_metrics(layout: _Layout, rows: list[tuple[int, list[str]]]) -> list[
         if looks_like_label(name):
             ignored.append(name)
             continue
-        cells = [row[index] for _, row in rows if row[index]]
-        (metrics if cells and all(map(_is_number, cells)) else ignored).append(name)
+        cells = [(line, row[index]) for line, row in rows if _present(row[index])]
+        numbers = [_is_number(cell) for _, cell in cells]
+        if any(numbers) and not all(numbers):
+            line, cell = next(c for c, ok in zip(cells, numbers, strict=True) if not ok)
+            raise DatasetError(
+                f"{layout.path} row {line}: {name}={cell!r} is not a number in a column of "
+                "numbers (fix the cell, or name the metrics with --metric-columns)"
+            )
+        (metrics if cells and all(numbers) else ignored).append(name)
     check_metric_names(layout.path, metrics)
     log.debug("csv_columns", path=str(layout.path), metrics=metrics, ignored=ignored)
     return metrics
@@ -413,7 +428,7 @@ def _events(layout: _Layout) -> Iterator[Event]:
                 known_types.add(device_type)
         type_of[device_id] = device_type
         try:
-            metrics = {name: float(row[i]) for i, name in metrics_at if row[i]}
+            metrics = {name: float(row[i]) for i, name in metrics_at if _present(row[i])}
         except ValueError:
             raise metric_cell_error(path, line, row, metrics_at) from None
         if not all(map(isfinite, metrics.values())):

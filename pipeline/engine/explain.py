@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from pipeline.engine._construct import construct
 from pipeline.engine.catalogue import SMART, Catalogue
-from pipeline.engine.features import ANOMALY_FEATURE, COUNTER, Layout
+from pipeline.engine.features import ANOMALY_FEATURE, COUNTER, EXPERT_FEATURE, Layout
 from pipeline.engine.state import DeviceState
 from schemas import Explanation, Factor
 
@@ -156,6 +156,8 @@ class Explainer:
     def _describe_feature(self, feature: str) -> str:
         if feature == ANOMALY_FEATURE:
             return "unusual readings for this device (anomaly score)"
+        if feature == EXPERT_FEATURE:
+            return "error counters rising or high (expert score)"
         if feature.startswith(TYPE_PREFIX):
             return f"device type {feature[len(TYPE_PREFIX) :]} (its base rate)"
         metric, suffix = split_feature(feature, None)
@@ -370,6 +372,11 @@ def _percent(share: float) -> str:
     return f"{math.floor(share * 1000) / 10:.1f} %"
 
 
+def _unit(unit: str, value: float | None) -> str:
+    """``sectors`` after 2, ``sector`` after 1."""
+    return unit[:-1] if value == 1.0 and unit.endswith("s") and len(unit) > 2 else unit
+
+
 def describe(explanation: Explanation) -> str:
     """One clause per explanation, e.g.
     ``pending sectors (SMART 197) 64 sectors, +56 in 3 days, higher than 99.9 % of
@@ -380,7 +387,7 @@ def describe(explanation: Explanation) -> str:
         if e.value is not None and e.feature == ANOMALY_FEATURE:
             return f"{e.name} {e.value:.2f}"
         return e.name
-    unit = f" {e.unit}" if e.unit else ""
+    unit = f" {_unit(e.unit, e.value)}" if e.unit else ""
     parts = [f"{e.name} {number(e.value)}{unit}" if e.value is not None else f"{e.name} (absent)"]
     if e.change is not None and e.window_s is not None:
         if e.change == 0.0:

@@ -153,6 +153,14 @@ def test_cli_bad_fleet_model(
     assert "gpt" in _one_line_error(code, err)
 
 
+def test_cli_bad_negative_rate_names_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _tiny_backblaze(tmp_path / "ok.csv.gz")
+    code, _, err = _run_cli(["backblaze", str(data), "--negative-rate", "2"], monkeypatch, capsys)
+    assert "bad --negative-rate: negative_rate must be in (0, 1]" in _one_line_error(code, err)
+
+
 def test_cli_writes_report_and_plot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -419,3 +419,15 @@ def test_label_like_names(name: str, label_like: bool) -> None:
     from pipeline.datasets.generic_csv import looks_like_label
 
     assert looks_like_label(name) is label_like
+
+
+def test_a_stray_text_cell_in_a_column_of_numbers_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "pump.csv", "device,time,temperature\np,1,40.5\np,2,hot\np,3,41")
+    with pytest.raises(DatasetError, match=r"pump\.csv row 3: temperature='hot' is not a number"):
+        read(path)
+
+
+def test_missing_value_markers_are_no_value(tmp_path: Path) -> None:
+    path = write(tmp_path / "pump.csv", "device,time,x,y\np,1,NA,1\np,2,2,null\np,3,N/A,None")
+    metrics = [e.metrics for e in read(path) if isinstance(e, Telemetry)]
+    assert metrics == [{"y": 1.0}, {"x": 2.0}, {}]

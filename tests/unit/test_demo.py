@@ -160,3 +160,19 @@ def test_with_a_log_file_no_log_line_or_warning_reaches_the_console(tmp_path: Pa
     written = log_file.read_text()
     for text in ("blocking the event loop", "Metadata refresh failed", "deprecated", "ours"):
         assert text in written
+
+
+def test_a_second_demo_in_the_same_namespace_is_refused_while_the_first_runs(
+    tmp_path: Path,
+) -> None:
+    base = Settings(state_dir=tmp_path)
+    first = DemoNamespace.fresh("forewarn-demo", now=NOW)
+    with first.exclusive(base):
+        second = DemoNamespace.fresh("forewarn-demo", now=NOW)
+        refused = pytest.raises(ConfigError, match=r"another forewarn demo is running .*namespace")
+        with refused, second.exclusive(base):
+            pass
+        with DemoNamespace.fresh("other-demo", now=NOW).exclusive(base):
+            pass  # another namespace is apart
+    with DemoNamespace.fresh("forewarn-demo", now=NOW).exclusive(base):
+        pass  # free again once the first run ended

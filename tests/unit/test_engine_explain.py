@@ -11,10 +11,19 @@ from pipeline.catalogue_file import load_catalogue
 from pipeline.cli.stream_cmd import format_alert
 from pipeline.engine import EngineConfig, Scorer
 from pipeline.engine.catalogue import SMART, MetricInfo, parse_entries
-from pipeline.engine.explain import MIN_PEER_SAMPLES, PeerSketch, describe, span, split_feature
+from pipeline.engine.explain import (
+    MIN_PEER_SAMPLES,
+    Explainer,
+    PeerSketch,
+    describe,
+    span,
+    split_feature,
+)
+from pipeline.engine.features import EXPERT_FEATURE
 from pipeline.engine.policy import RAISE, Policy
 from pipeline.errors import ConfigError
 from schemas import Alert, Factor, Telemetry
+from schemas.outputs import Explanation
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -256,3 +265,16 @@ def test_the_catalogue_file_extends_the_built_in_one(tmp_path: Path) -> None:
         load_catalogue(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_catalogue(tmp_path / "missing.toml")
+
+
+def test_one_of_a_unit_is_singular_and_the_expert_score_is_named() -> None:
+    one = Explanation(
+        feature="smart_5_raw",
+        metric="smart_5_raw",
+        name="reallocated sectors",
+        unit="sectors",
+        value=1.0,
+    )
+    assert describe(one) == "reallocated sectors 1 sector"
+    assert describe(one.model_copy(update={"value": 2.0})) == "reallocated sectors 2 sectors"
+    assert "expert score" in Explainer(None, window_s=86_400.0).label(EXPERT_FEATURE)

@@ -123,7 +123,7 @@ def test_the_page_renders_in_headless_chromium(report: dict[str, Any], tmp_path:
 def test_an_old_report_without_page_data_still_renders(report: dict[str, Any]) -> None:
     old = {k: v for k, v in report.items() if k not in ("page", "warnings", "rule_budgeted")}
     html = render(old)
-    assert "no curve" in html
+    assert "No detection-vs-false-alarm curve" in html
     assert "No timeline kept" in html
     assert "Warnings</h2><p>None." in html
     with pytest.raises(ForewarnError, match="not a backtest report"):
@@ -143,3 +143,21 @@ def test_forewarn_report_writes_the_page_and_names_a_bad_file(
     result = CliRunner().invoke(app, ["report", str(source)])
     assert isinstance(result.exception, ForewarnError)
     assert "REPORT_JSON" in str(result.exception)
+
+
+def test_device_rows_show_no_python_values() -> None:
+    from pipeline.report_page import _devices_detail
+
+    html = _devices_detail(
+        {
+            "devices_detail": [
+                {"device_id": "p1", "failure_ts": None, "detected": False, "lead": None},
+                {"device_id": "p2", "failure_ts": "2024-03-02", "detected": True, "lead": 1.5},
+            ]
+        }
+    )
+    cells = html.split("<tbody>")[1]
+    for python_value in ("None", "False", "True"):
+        assert python_value not in cells
+    for shown in ("<td>no</td>", "<td>yes</td>", "<td>1.5</td>", "<td>—</td>"):
+        assert shown in cells
