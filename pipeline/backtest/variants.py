@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.engine import EngineConfig
-from pipeline.engine.policy import RAISE, Policy
+from pipeline.engine.policy import RAISE, RENEW, Policy
 
 
 class RuleBaseline:
@@ -95,12 +95,13 @@ class BudgetedScore:
         self._last_t[device_id] = t if last is None or t > last else last
         dt = t - last if last is not None and t > last else 0.0
         action, streak = self.policy.decide(raised_at, streak, anomaly, t, first=first, dt=dt)
+        raised = action in (RAISE, RENEW)
         if action:
-            raised_at = t if action == RAISE else None
-            if action == RAISE:
+            raised_at = t if raised else None
+            if raised:
                 self._alerted.add(device_id)
         self._alert[device_id] = (raised_at, streak)
-        return action == RAISE
+        return raised
 
     def reset(self, device_id: str) -> None:
         """A new life of the device (it failed, or was repaired or replaced)."""

@@ -9,6 +9,8 @@ from datetime import timedelta
 from pipeline.errors import ConfigError
 
 FLEET_GROUP = "fleet"
+REALERT_MODES = ("never", "after_clear", "renew")
+"""Values of ``EngineConfig.realert``."""
 """``group_by`` value that puts every device into one model group."""
 
 
@@ -105,6 +107,12 @@ class EngineConfig:
     low_mark_ratio: float = 0.5
     """An open alert clears when risk drops below ``ratio * raise threshold``."""
 
+    realert: str = "after_clear"
+    """When a device already alerted in its current life may raise again: ``never`` (one
+    alert per life), ``after_clear`` (from the reading after its alert cleared, like a new
+    alert but free of budget) or ``renew`` (also on the very reading that expires an
+    alert, when its risk is still above the threshold). See :mod:`pipeline.engine.policy`."""
+
     critical_ratio: float = 4.0
     """Severity is ``critical`` when risk is at least ``ratio * raise threshold``."""
 
@@ -149,6 +157,10 @@ class EngineConfig:
             (self.alert_k >= 1, "alert_k must be at least 1"),
             (0.0 <= self.high_mark < 1.0, "high_mark must be in [0, 1)"),
             (0.0 <= self.low_mark_ratio <= 1.0, "low_mark_ratio must be in [0, 1]"),
+            (
+                self.realert in REALERT_MODES,
+                f"realert must be one of {', '.join(REALERT_MODES)}",
+            ),
             (self.alert_budget is None or self.alert_budget >= 0, "alert_budget must be >= 0"),
             (self.budget_period > timedelta(0), "budget_period must be positive"),
             (self.budget_burst >= 1.0, "budget_burst must be at least 1"),

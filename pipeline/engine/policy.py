@@ -38,7 +38,8 @@ import math
 
 from pipeline.engine.config import EngineConfig
 
-RAISE, CLEAR = 1, 2
+RAISE, CLEAR, RENEW = 1, 2, 3
+"""``RENEW``: the open alert expired and the same reading raises a fresh one."""
 
 CANDIDATES_PER_ALERT = 4
 """Risks kept per period for every alert it allows (to tell a ranking from a tie)."""
@@ -198,6 +199,7 @@ class Policy:
         self.critical_ratio = config.critical_ratio
         self.high_mark = config.high_mark
         self.expire_s = config.horizon.total_seconds()
+        self.realert = config.realert
         self.budget = AlertBudget(config) if budget and config.alert_budget is not None else None
 
     def decide(
@@ -210,7 +212,7 @@ class Policy:
         first: bool = True,
         dt: float = 0.0,
     ) -> tuple[int, int]:
-        """Return ``(action, new_streak)`` for a reading; action is 0, RAISE or CLEAR.
+        """Return ``(action, new_streak)`` for a reading; action is 0, RAISE, CLEAR or RENEW.
 
         ``raised_at`` is the time of the reading that raised the device's open alert
         (``None``: no open alert). An alert is a prediction about one horizon, so it
@@ -220,15 +222,27 @@ class Policy:
         budget caps how many devices join the watch list, which is what a false-alarm
         rate counts); re-alerts of a listed device still need the threshold. ``dt`` is
         the time since the device's previous reading (what the reading adds to the
-        budget). With a budget, nothing is raised until the first threshold has been
-        learnt (the end of the first budget period, or a model install that re-tunes
+        budget). ``realert`` (the config's) says when a device with ``first`` false may
+        raise again: ``never``; ``after_clear`` (the default: from the reading after
+        the clear); ``renew`` (as ``after_clear``, and the reading that expires an
+        alert returns ``RENEW`` when its risk is still above the threshold: the old
+        alert clears and a fresh one is raised at once, free of budget). With a
+        budget, nothing is raised until the first threshold has been learnt (the end
+        of the first budget period, or a model install that re-tunes
         it): the floor ``high_mark`` alone is no threshold an operator could act on.
         """
         budget = self.budget
         threshold = budget.tick(t, dt) if budget is not None else self.high_mark
         if raised_at is not None:
-            if t - raised_at > self.expire_s or _odds(risk) < self.low_ratio * _odds(threshold):
+            if _odds(risk) < self.low_ratio * _odds(threshold):
                 return CLEAR, 0
+            if t - raised_at > self.expire_s:
+                renew = risk > threshold if budget is not None else 0.0 < risk >= threshold
+                if self.realert == "renew" and renew:
+                    return RENEW, 0
+                return CLEAR, 0
+            return 0, 0
+        if not first and self.realert == "never":
             return 0, 0
         if budget is not None:
             if first:

@@ -17,7 +17,7 @@ from pipeline.engine.explain import SAMPLE_EVERY, Explained, Explainer
 from pipeline.engine.features import Layout, make_layout
 from pipeline.engine.fleet import FleetModel, ScoringModel, probability
 from pipeline.engine.kinds import KindDetector
-from pipeline.engine.policy import CLEAR, RAISE, Policy, alert_id
+from pipeline.engine.policy import CLEAR, RAISE, RENEW, Policy, alert_id
 from pipeline.engine.state import MAX_DEVICE_METRICS, DeviceState
 from schemas import (
     ALERT_SCHEMA_VERSION,
@@ -345,7 +345,11 @@ class Scorer:
             first=not state.alerted,
             dt=since,
         )
-        if action == RAISE:
+        if action == RENEW:
+            alerts.append(
+                self._alert(state, prediction, "clear", "expired: no failure within the horizon")
+            )
+        if action in (RAISE, RENEW):
             state.alert_id = alert_id(state.device_id, t)
             state.alert_ts = t
             state.alerted = True
