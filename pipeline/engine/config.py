@@ -107,11 +107,12 @@ class EngineConfig:
     low_mark_ratio: float = 0.5
     """An open alert clears when risk drops below ``ratio * raise threshold``."""
 
-    realert: str = "after_clear"
+    realert: str = "renew"
     """When a device already alerted in its current life may raise again: ``never`` (one
     alert per life), ``after_clear`` (from the reading after its alert cleared, like a new
-    alert but free of budget) or ``renew`` (also on the very reading that expires an
-    alert, when its risk is still above the threshold). See :mod:`pipeline.engine.policy`."""
+    alert but free of budget) or ``renew`` (the default: also on the very reading that
+    expires an alert, when its risk is still above the threshold). See
+    :mod:`pipeline.engine.policy`."""
 
     critical_ratio: float = 4.0
     """Severity is ``critical`` when risk is at least ``ratio * raise threshold``."""

@@ -223,8 +223,8 @@ class Policy:
         rate counts); re-alerts of a listed device still need the threshold. ``dt`` is
         the time since the device's previous reading (what the reading adds to the
         budget). ``realert`` (the config's) says when a device with ``first`` false may
-        raise again: ``never``; ``after_clear`` (the default: from the reading after
-        the clear); ``renew`` (as ``after_clear``, and the reading that expires an
+        raise again: ``never``; ``after_clear`` (from the reading after the clear);
+        ``renew`` (the default: as ``after_clear``, and the reading that expires an
         alert returns ``RENEW`` when its risk is still above the threshold: the old
         alert clears and a fresh one is raised at once, free of budget). With a
         budget, nothing is raised until the first threshold has been learnt (the end

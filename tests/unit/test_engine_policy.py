@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from pipeline.engine import EngineConfig, alert_id
-from pipeline.engine.policy import CLEAR, RAISE, AlertBudget, Policy
+from pipeline.engine.policy import CLEAR, RAISE, RENEW, AlertBudget, Policy
 
 DAY = 86400.0
 
@@ -19,7 +20,7 @@ def _run(policy: Policy, risks: list[float], step: float = DAY) -> list[int]:
     for i, risk in enumerate(risks):
         t = i * step
         action, streak = policy.decide(raised_at, streak, risk, t)
-        if action == RAISE:
+        if action in (RAISE, RENEW):
             raised_at = t
         elif action == CLEAR:
             raised_at = None
@@ -35,9 +36,19 @@ def test_raise_needs_k_readings_and_clears_below_low_mark() -> None:
 
 
 def test_one_open_alert_and_expiry_after_horizon() -> None:
-    policy = Policy(EngineConfig(alert_budget=None, high_mark=0.5, horizon=timedelta(days=3)))
-    actions = _run(policy, [0.9] * 8)
-    assert actions == [RAISE, 0, 0, 0, CLEAR, RAISE, 0, 0]
+    config = EngineConfig(alert_budget=None, high_mark=0.5, horizon=timedelta(days=3))
+    assert _run(Policy(replace(config, realert="after_clear")), [0.9] * 8) == [
+        RAISE,
+        0,
+        0,
+        0,
+        CLEAR,
+        RAISE,
+        0,
+        0,
+    ]
+    # The default renews: the expiring reading clears the old alert and raises a new one.
+    assert _run(Policy(config), [0.9] * 8) == [RAISE, 0, 0, 0, RENEW, 0, 0, 0]
 
 
 def _new_alerts(config: EngineConfig, devices: int, cadence: float, days: float) -> int:
