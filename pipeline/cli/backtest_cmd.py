@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from pipeline.backtest import PRESETS, dataset_report, run_backtest, summary, write_report
 from pipeline.backtest.page import page_data
@@ -80,6 +81,26 @@ def _limited(events: Iterator[Event], limit: int | None) -> Iterator[Event]:
         elif last_ts is not None and event.ts > last_ts and seen >= limit:
             return
         yield event
+
+
+PLAIN_PROGRESS_EVERY = 100_000
+"""Readings between two progress lines when stderr is not a terminal (CI logs, pipes)."""
+
+
+def _progress(console: Console, progress: Progress, task: TaskID) -> Callable[[int], None]:
+    """The backtest's progress: a live line on a terminal, a plain line per 100,000 readings
+    elsewhere (a live display is invisible in a pipe or a log file)."""
+    if console.is_terminal:
+        return lambda n: progress.update(task, completed=n)
+    started = time.monotonic()
+    shown = [0]
+
+    def line(n: int) -> None:
+        if n - shown[0] >= PLAIN_PROGRESS_EVERY:
+            shown[0] = n
+            console.print(f"backtest: {n:,} readings ({time.monotonic() - started:.0f} s)")
+
+    return line
 
 
 _FLAG_OF = {
@@ -261,7 +282,7 @@ def backtest(
             config,
             rule_counters=rule,
             ground_truth=dataset.ground_truth_failures,
-            progress=lambda n: progress.update(task, completed=n),
+            progress=_progress(console, progress, task),
             keep_series=lambda _device: plot,
         )
     report = dataset_report(result, dataset)

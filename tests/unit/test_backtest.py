@@ -267,3 +267,25 @@ def test_one_warning_per_condition_that_makes_the_run_meaningless(
     assert report["alerts_allowed"] < 1
     assert stdout.count("warning: ") == 5
     assert "no model yet" in stdout
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from pipeline.cli.backtest_cmd import _progress
+
+    out = io.StringIO()
+    console = Console(file=out)
+    with Progress(console=console) as progress:
+        show = _progress(console, progress, progress.add_task("backtest", total=None))
+        for n in range(10_000, 310_000, 10_000):
+            show(n)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("backtest:")]
+    assert [line.split(" readings")[0] for line in lines] == [
+        "backtest: 100,000",
+        "backtest: 200,000",
+        "backtest: 300,000",
+    ]
