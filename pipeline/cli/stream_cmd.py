@@ -275,8 +275,8 @@ def demo_report(
         f"  time range        {span} (the readings' own dates, not today)",
         f"  Flux              {flux_range(summary)}",
         f"  Grafana           {grafana_url}/d/forewarn-fleet-risk?{grafana_time_range(summary)}",
-        f"                    (its datasource reads FOREWARN_INFLUX_BUCKET: set it to "
-        f'"{summary.influx_bucket}" for Grafana to show this run)',
+        f'                    (the dashboards read bucket "forewarn"; this run is in bucket '
+        f'"{summary.influx_bucket}": use Explore with the Flux range above)',
         f"every alert:        FOREWARN_TOPIC_PREFIX={summary.topic_prefix} "
         "forewarn alerts --from-beginning --no-follow",
         f"logs:               worker {summary.worker_log}",
