@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     topic_partitions: int = Field(default=4, ge=1)
 
+    grafana_url: str = "http://127.0.0.1:3000"
+    """Where operators open Grafana (docker-compose.yml's port); only printed, never called."""
+
     influx_url: str = "http://127.0.0.1:8086"
     influx_org: str = "forewarn"
     influx_bucket: str = "forewarn"

@@ -29,7 +29,7 @@ from pipeline.errors import DatasetError, ForewarnError
 from pipeline.logging import configure_logging
 from pipeline.replay import Pace, ReplayStats, replay
 from pipeline.security import kafka_options
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 from schemas import Alert
 
 log = structlog.get_logger(__name__)
@@ -241,10 +241,16 @@ def demo(
             f"the demo failed unexpectedly ({first_line(error)}); the traceback is in {demo_log}"
         ) from error
     summary_file.write_text(json.dumps(summary.as_json(), indent=2) + "\n")
-    typer.echo("\n".join(demo_report(summary, summary_file, demo_log)))
+    report = demo_report(summary, summary_file, demo_log, settings.grafana_url.rstrip("/"))
+    typer.echo("\n".join(report))
 
 
-def demo_report(summary: DemoSummary, summary_file: Path, demo_log: Path) -> list[str]:
+def demo_report(
+    summary: DemoSummary,
+    summary_file: Path,
+    demo_log: Path,
+    grafana_url: str = Settings.model_fields["grafana_url"].default,
+) -> list[str]:
     """The lines a person reads at the end of ``forewarn demo``."""
     lead = f"{summary.median_lead_days:.1f} days" if summary.median_lead_days is not None else "-"
     days = data_days(summary)
@@ -268,8 +274,9 @@ def demo_report(summary: DemoSummary, summary_file: Path, demo_log: Path) -> lis
         f"{summary.influx_bucket!r}",
         f"  time range        {span} (the readings' own dates, not today)",
         f"  Flux              {flux_range(summary)}",
-        f"  Grafana           ?{grafana_time_range(summary)} (its dashboards read bucket "
-        f'"forewarn", the demo writes to "{summary.influx_bucket}")',
+        f"  Grafana           {grafana_url}/d/forewarn-fleet-risk?{grafana_time_range(summary)}",
+        f'                    (the dashboards read bucket "forewarn"; this run is in bucket '
+        f'"{summary.influx_bucket}": use Explore with the Flux range above)',
         f"every alert:        FOREWARN_TOPIC_PREFIX={summary.topic_prefix} "
         "forewarn alerts --from-beginning --no-follow",
         f"logs:               worker {summary.worker_log}",

@@ -13,6 +13,7 @@ from influxdb_client.rest import ApiException
 from kafka.errors import KafkaTimeoutError
 from urllib3.exceptions import ReadTimeoutError
 
+from pipeline.cli.stream_cmd import demo_report
 from pipeline.demo import (
     DemoNamespace,
     DemoSummary,
@@ -116,6 +117,11 @@ def test_the_summary_names_the_replayed_days_for_flux_and_grafana() -> None:
     )
     assert grafana_time_range(summary) == "from=1365552000000&to=1369008000000"
     assert data_days(DemoSummary(dataset="d")) is None
+    lines = demo_report(summary, Path("s.json"), Path("demo.log"), "http://grafana.example:3000")
+    assert (
+        "  Grafana           http://grafana.example:3000/d/forewarn-fleet-risk"
+        "?from=1365552000000&to=1369008000000"
+    ) in lines
 
 
 def _alert(device: str, ts: datetime, alert_id: str, action: str = "raise") -> Alert:
