@@ -166,6 +166,15 @@ def run_backtest(
 
     started = time.perf_counter()
     cpu_started = time.process_time()
+
+    def new_life(device_id: str) -> None:
+        """A failure or maintenance restarts the device in every comparison variant."""
+        if rule is not None:
+            rule.reset(device_id)
+        counter_rules.reset(device_id)
+        anomaly_only.reset(device_id)
+        expert_only.reset(device_id)
+
     for event in events:
         device_id = event.device_id
         if not admit(event):
@@ -224,11 +233,7 @@ def run_backtest(
                 model_eval.observe_alert(alert)
             for evaluator in evaluators:
                 evaluator.observe_maintenance(device_id, event.ts)
-            if rule is not None:
-                rule.reset(device_id)
-            counter_rules.reset(device_id)
-            anomaly_only.reset(device_id)
-            expert_only.reset(device_id)
+            new_life(device_id)
             maintenance += 1
         else:
             step = scorer.on_failure(states.get(device_id), event)
@@ -241,11 +246,7 @@ def run_backtest(
                 learn(step.examples)
             for evaluator in evaluators:
                 evaluator.observe_failure(device_id, event.ts)
-            if rule is not None:
-                rule.reset(device_id)
-            counter_rules.reset(device_id)
-            anomaly_only.reset(device_id)
-            expert_only.reset(device_id)
+            new_life(device_id)
             failed.append(device_id)
             failure_times.setdefault(device_id, []).append(event.ts.timestamp())
     seconds = time.perf_counter() - started
