@@ -1,4 +1,11 @@
-"""Replay a dataset into Kafka, in time order, as devices and operators would send it."""
+"""Replay a dataset into Kafka, in time order, as devices and operators would send it.
+
+Readings go out in :class:`~schemas.TelemetryBatch` messages, one batch per partition
+at a time (:class:`pipeline.producer.TelemetryProducer`), or one reading per message
+with ``batch=False`` (``forewarn replay --single``). Failures go one per message, keyed
+by ``device_id``, each after its device's partition's pending readings were sent and
+acknowledged, so a failure never overtakes the readings of its partition sent before it.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +19,15 @@ from kafka import KafkaProducer
 from pipeline import topics
 from pipeline.datasets import Event
 from pipeline.errors import ConfigError
-from pipeline.security import kafka_options
+from pipeline.producer import DEFAULT_MAX_READINGS, TelemetryProducer, producer_for
 from pipeline.settings import Settings
 from schemas import FailureEvent, MaintenanceEvent
+from schemas.telemetry import MAX_BATCH_READINGS
 
 log = structlog.get_logger(__name__)
+
+BATCH_BY_DEFAULT = False
+"""Whether ``replay`` (and ``forewarn replay``) sends readings in batches by default."""
 
 
 @dataclass(frozen=True)
@@ -41,27 +52,16 @@ class ReplayStats:
 
     readings: int = 0
     failures: int = 0
+    batches: int = 0
+    """Telemetry messages that carried the readings (as many as readings with ``--single``)."""
     seconds: float = 0.0
     maintenance_skipped: int = 0
     """Maintenance events of the dataset: no topic carries them yet, so not sent."""
 
     @property
     def messages(self) -> int:
+        """Events sent: readings plus failures (whatever messages carried them)."""
         return self.readings + self.failures
-
-
-def producer_for(settings: Settings) -> KafkaProducer:
-    """A producer tuned for throughput; ``acks=all`` so nothing is lost on the way."""
-    return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        **kafka_options(settings),
-        acks="all",
-        linger_ms=20,
-        batch_size=512 * 1024,
-        max_request_size=4 * 1024 * 1024,
-        retries=10,
-        client_id="forewarn-replay",
-    )
 
 
 def replay(
@@ -72,14 +72,30 @@ def replay(
     limit: int | None = None,
     on_progress: Callable[[ReplayStats], None] | None = None,
     producer: KafkaProducer | None = None,
+    batch: bool = BATCH_BY_DEFAULT,
+    batch_readings: int = DEFAULT_MAX_READINGS,
 ) -> ReplayStats:
-    """Send ``events`` to ``telemetry`` and ``failures``, keyed by ``device_id``."""
+    """Send ``events`` to ``telemetry`` (in batches of up to ``batch_readings`` readings
+    per partition, or one reading per message if ``batch`` is false) and ``failures``
+    (keyed by ``device_id``); ``limit`` counts readings and failures.
+
+    Raises ``ConfigError`` for a bad ``batch_readings`` and
+    ``pipeline.producer.ProduceError`` if Kafka refuses a message."""
+    if batch:
+        check_batch_readings(batch_readings)
     own_producer = producer is None
-    kafka = producer if producer is not None else producer_for(settings)
+    kafka = (
+        producer if producer is not None else producer_for(settings, client_id="forewarn-replay")
+    )
     stats = ReplayStats()
     started = time.monotonic()
     first_ts: float | None = None
     try:
+        telemetry = (
+            TelemetryProducer(settings, max_readings=batch_readings, producer=kafka)
+            if batch
+            else None
+        )
         for event in events:
             if limit is not None and stats.messages >= limit:
                 break
@@ -89,19 +105,23 @@ def replay(
             _wait_for_slot(pace, stats.messages, started, event, first_ts)
             if first_ts is None:
                 first_ts = event.ts.timestamp()
-            topic = topics.FAILURES if isinstance(event, FailureEvent) else topics.TELEMETRY
-            kafka.send(
-                settings.topic(topic),
-                key=event.device_id.encode(),
-                value=event.model_dump_json().encode(),
-            )
             if isinstance(event, FailureEvent):
+                if telemetry is not None:
+                    telemetry.flush_partition(telemetry.partition_of(event.device_id))
+                _send_keyed(kafka, settings.topic(topics.FAILURES), event)
                 stats.failures += 1
+            elif telemetry is not None:
+                telemetry.send(event)
+                stats.readings += 1
             else:
+                _send_keyed(kafka, settings.topic(topics.TELEMETRY), event)
                 stats.readings += 1
             if on_progress is not None and stats.messages % 5000 == 0:
                 on_progress(stats)
+        if telemetry is not None:
+            telemetry.flush()
         kafka.flush()
+        stats.batches = telemetry.batches if telemetry is not None else stats.readings
         if stats.maintenance_skipped:
             log.warning("replay.maintenance_not_sent", events=stats.maintenance_skipped)
     finally:
@@ -112,6 +132,16 @@ def replay(
         on_progress(stats)
     log.info("replay_done", readings=stats.readings, failures=stats.failures, s=stats.seconds)
     return stats
+
+
+def check_batch_readings(readings: int) -> None:
+    """Raise ``ConfigError`` unless a batch of ``readings`` readings is one the worker takes."""
+    if not 1 <= readings <= MAX_BATCH_READINGS:
+        raise ConfigError(f"--batch-readings must be 1 to {MAX_BATCH_READINGS}, got {readings}")
+
+
+def _send_keyed(kafka: KafkaProducer, topic: str, event: Event) -> None:
+    kafka.send(topic, key=event.device_id.encode(), value=event.model_dump_json().encode())
 
 
 def _wait_for_slot(

@@ -25,12 +25,20 @@ from pipeline.demo import (
     flux_range,
     grafana_time_range,
 )
-from pipeline.errors import DatasetError, ForewarnError
+from pipeline.errors import ConfigError, DatasetError, ForewarnError
 from pipeline.logging import configure_logging
-from pipeline.replay import Pace, ReplayStats, replay
+from pipeline.producer import DEFAULT_MAX_READINGS
+from pipeline.replay import (
+    BATCH_BY_DEFAULT,
+    Pace,
+    ReplayStats,
+    check_batch_readings,
+    replay,
+)
 from pipeline.security import kafka_options
 from pipeline.settings import Settings, load_settings
 from schemas import Alert
+from schemas.telemetry import MAX_BATCH_READINGS
 
 log = structlog.get_logger(__name__)
 
@@ -57,17 +65,42 @@ def worker(
 def replay_cmd(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"One of: {', '.join(FORMATS)}.")],
     path: Annotated[Path, typer.Argument(help="Dataset file or directory.")],
+    *,
     rate: Annotated[
         float | None, typer.Option(help="Messages per second (default: as fast as possible).")
     ] = None,
     speedup: Annotated[
         float | None, typer.Option(help="Replay the data's own clock this many times faster.")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Stop after this many readings and failures.")
+    ] = None,
+    single: Annotated[
+        bool,
+        typer.Option(
+            "--single/--batch",
+            help="One reading per message, or TelemetryBatch messages by partition.",
+        ),
+    ] = not BATCH_BY_DEFAULT,
+    batch_readings: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Readings per batch (1-{MAX_BATCH_READINGS}; default {DEFAULT_MAX_READINGS})."
+        ),
+    ] = None,
 ) -> None:
-    """Produce a dataset's readings and failures to Kafka, in time order."""
+    """Produce a dataset's readings and failures to Kafka, in time order.
+
+    With --batch, readings go in batches, one per partition at a time (TelemetryBatch),
+    and each failure after its partition's pending readings; with --single, one reading
+    per message.
+    """
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    if single and batch_readings is not None:
+        raise ConfigError("give either --single or --batch-readings, not both")
+    readings = DEFAULT_MAX_READINGS if batch_readings is None else batch_readings
+    check_batch_readings(readings)
     dataset = open_dataset(fmt, path)
     pace = Pace(rate=rate, speedup=speedup)
     with Progress(
@@ -83,12 +116,20 @@ def replay_cmd(
         def show(stats: ReplayStats) -> None:
             progress.update(task, completed=stats.messages)
 
-        stats = replay(settings, dataset.events(), pace=pace, limit=limit, on_progress=show)
+        stats = replay(
+            settings,
+            dataset.events(),
+            pace=pace,
+            limit=limit,
+            on_progress=show,
+            batch=not single,
+            batch_readings=readings,
+        )
     rate_done = stats.messages / stats.seconds if stats.seconds else 0.0
     typer.echo(
-        f"replayed {stats.readings:,} readings and {stats.failures:,} failures from "
-        f"{dataset.name} in {stats.seconds:.1f} s ({rate_done:,.0f} msg/s) "
-        f"to {settings.kafka_bootstrap}"
+        f"replayed {stats.readings:,} readings (in {stats.batches:,} messages) and "
+        f"{stats.failures:,} failures from {dataset.name} in {stats.seconds:.1f} s "
+        f"({rate_done:,.0f} readings and failures/s) to {settings.kafka_bootstrap}"
     )
     typer.echo("next: `forewarn alerts --from-beginning` shows what the workers raised")
 
