@@ -167,27 +167,29 @@ def decode_many(
                 (None, Rejection(f"invalid TelemetryBatch: {describe_validation_error(error)}"))
             ]
         readings = [_reading(raw) for raw in envelope.readings]
-    if partition is None:
-        return list(enumerate(readings))
-    return [
-        (index, _on_partition(reading, partition, partitions))
-        for index, reading in enumerate(readings)
-    ]
+    if partition is not None:
+        _refuse_misplaced(readings, value, partition, partitions)
+    return list(enumerate(readings))
 
 
-def _on_partition(
-    reading: Telemetry | Rejection, partition: int, partitions: int
-) -> Telemetry | Rejection:
-    if isinstance(reading, Rejection):
-        return reading
-    home = partition_for(reading.device_id, partitions)
-    if home == partition:
-        return reading
-    return Rejection(
-        f"device {reading.device_id!r} maps to partition {home} of {partitions}, "
-        f"not to this batch's partition {partition}",
-        reading.model_dump_json().encode(),
-    )
+def _refuse_misplaced(
+    readings: list[Telemetry | Rejection], value: bytes, partition: int, partitions: int
+) -> None:
+    """Replace each reading whose device maps to another partition by its rejection."""
+    raw: list[JsonValue] | None = None
+    for index, reading in enumerate(readings):
+        if not isinstance(reading, Telemetry):
+            continue
+        home = partition_for(reading.device_id, partitions)
+        if home == partition:
+            continue
+        if raw is None:  # rare: parse again for the reading's own JSON
+            raw = pydantic_core.from_json(value)["readings"]
+        readings[index] = Rejection(
+            f"device {reading.device_id!r} maps to partition {home} of {partitions}, "
+            f"not to this batch's partition {partition}",
+            _own_json(raw[index]),
+        )
 
 
 def _may_be_batch(value: bytes) -> bool:
@@ -203,8 +205,13 @@ def _is_batch(value: bytes) -> bool:
     return isinstance(parsed, dict) and "readings" in parsed
 
 
+def _own_json(raw: JsonValue) -> bytes:
+    """One reading of a batch as JSON bytes of its own (the same JSON value, compact)."""
+    return json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _reading(raw: JsonValue) -> Telemetry | Rejection:
-    own = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode()
+    own = _own_json(raw)
     try:
         return Telemetry.model_validate_json(own)
     except ValidationError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -269,3 +270,46 @@ def test_every_reading_of_a_batch_gets_exactly_one_outcome(items: list[Any]) -> 
     assert [index for index, _ in decoded] == list(range(len(items)))
     for (_, result), item in zip(decoded, items, strict=True):
         assert isinstance(result, Telemetry) == (isinstance(item, dict) and "metrics" in item)
+
+
+def test_the_gateway_field_case_loses_only_its_bad_readings() -> None:
+    """tests/fixtures/field_cases/consumed_gateway_batches.jsonl, message by message."""
+    path = Path(__file__).parents[1] / "fixtures" / "field_cases" / "consumed_gateway_batches.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    outcomes: list[list[tuple[int | None, str]]] = []
+    for row in rows:
+        value = json.dumps(row["value"]).encode()
+        key = None if "readings" in row["value"] else row["value"]["device_id"].encode()
+        decoded = decode_many(row["topic"], key, value, partition=row["partition"], partitions=4)
+        outcomes.append(
+            [
+                (index, result.reason.split(":")[0] if isinstance(result, Rejection) else "ok")
+                for index, result in decoded
+            ]
+        )
+    assert outcomes == [
+        [(0, "ok"), (1, "ok"), (2, "ok")],
+        [
+            (0, "ok"),
+            (1, "invalid Telemetry"),
+            (2, "device 'ZL200001' maps to partition 3 of 4, not to this batch's partition 1"),
+            (3, "invalid Telemetry"),
+            (4, "invalid Telemetry"),
+            (5, "ok"),
+        ],
+        [(None, "ok")],
+        [(None, "invalid TelemetryBatch")],
+        [(0, "ok"), (1, "ok")],
+    ]
+    bad_batch = json.dumps(rows[1]["value"]).encode()
+    refused = decode_many(topics.TELEMETRY, None, bad_batch, partition=1, partitions=4)
+    for index, result in refused:
+        if isinstance(result, Rejection):
+            assert index is not None
+            assert result.value is not None
+            assert json.loads(result.value) == rows[1]["value"]["readings"][index]
+    ((_, whole),) = decode_many(
+        topics.TELEMETRY, None, json.dumps(rows[3]["value"]).encode(), partition=1, partitions=4
+    )
+    assert isinstance(whole, Rejection)
+    assert "readings: Input should be a valid array" in whole.reason
