@@ -183,7 +183,8 @@ class TelemetryProducer:
     ``send`` queues a reading and sends its partition's batch when it is full
     (``max_readings`` readings or ``max_bytes`` bytes), and any batch whose first
     reading has waited ``linger_s`` seconds (checked on each ``send``: a sender that may
-    fall silent calls ``flush`` on a timer); ``flush`` sends every pending
+    fall silent calls ``send_pending`` or ``flush`` before it does, or on a timer);
+    ``flush`` sends every pending
     batch and waits until Kafka acknowledged all of them (``acks=all``), raising
     :class:`ProduceError` if one was refused; ``close`` (or leaving the ``with`` block)
     flushes first. One thread at a time.
@@ -251,10 +252,20 @@ class TelemetryProducer:
                         f"Kafka refused a batch for {self.topic} partition {partition}: {error}"
                     ) from error
 
-    def flush(self, timeout_s: float | None = None) -> None:
-        """Send every pending batch and wait for Kafka's acknowledgements."""
+    @property
+    def linger_s(self) -> float:
+        """Longest wait of a batch's first reading, checked on each ``send``."""
+        return self._batches.linger_s
+
+    def send_pending(self) -> None:
+        """Send every pending batch now, without waiting for the acknowledgements
+        (e.g. before the sender pauses for longer than ``linger_s``)."""
         for partition, value in self._batches.take_all():
             self._send(partition, value)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Send every pending batch and wait for Kafka's acknowledgements."""
+        self.send_pending()
         self._kafka.flush(timeout=timeout_s)
         self._check_sent()
 

@@ -102,7 +102,11 @@ def replay(
             if isinstance(event, MaintenanceEvent):
                 stats.maintenance_skipped += 1
                 continue
-            _wait_for_slot(pace, stats.messages, started, event, first_ts)
+            delay = _delay(pace, stats.messages, started, event, first_ts)
+            if delay > 0:
+                if telemetry is not None and delay >= telemetry.linger_s:
+                    telemetry.send_pending()  # nothing joins them during the pause
+                time.sleep(delay)  # pacing a producer, not waiting for a condition
             if first_ts is None:
                 first_ts = event.ts.timestamp()
             if isinstance(event, FailureEvent):
@@ -144,15 +148,12 @@ def _send_keyed(kafka: KafkaProducer, topic: str, event: Event) -> None:
     kafka.send(topic, key=event.device_id.encode(), value=event.model_dump_json().encode())
 
 
-def _wait_for_slot(
-    pace: Pace, sent: int, started: float, event: Event, first_ts: float | None
-) -> None:
+def _delay(pace: Pace, sent: int, started: float, event: Event, first_ts: float | None) -> float:
+    """Seconds to wait before sending ``event`` (0 or less: send now)."""
     if pace.rate is not None:
         due = started + sent / pace.rate
     elif pace.speedup is not None and first_ts is not None:
         due = started + (event.ts.timestamp() - first_ts) / pace.speedup
     else:
-        return
-    delay = due - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)  # pacing a producer, not waiting for a condition
+        return 0.0
+    return due - time.monotonic()

@@ -17,7 +17,7 @@ from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.partitioner import partition_for
 from pipeline.producer import PartitionBatches, TelemetryProducer, encode_batch
-from pipeline.replay import replay
+from pipeline.replay import Pace, replay
 from pipeline.settings import Settings
 from pipeline.streaming.intake import decode_many
 from schemas import FailureEvent, Telemetry
@@ -290,3 +290,28 @@ def test_replay_cli_bad_batching_flags_are_one_line_errors(
     assert len(lines) == 1, err
     assert lines[0].startswith("forewarn: error:")
     assert message in lines[0]
+
+
+def test_a_paced_replay_sends_pending_batches_before_a_long_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kafka = RecordingProducer(2)
+    day0 = [reading(f"dev-{n}", 0) for n in range(10)]
+    day1 = [reading(f"dev-{n}", 1) for n in range(10)]
+    sent_at_pause: list[int] = []
+
+    def pause(seconds: float) -> None:  # the replay's pacing sleep, recorded instead
+        assert seconds > 0
+        sent_at_pause.append(
+            sum(len(readings_of(v, p, 2)) for t, p, _, v in kafka.sends if p is not None)
+        )
+
+    monkeypatch.setattr("pipeline.replay.time.sleep", pause)
+    replay(
+        Settings(topic_partitions=2),
+        [*day0, *day1],
+        producer=kafka,
+        batch=True,
+        pace=Pace(speedup=86_400 / 5.0),  # one day of data per 5 s: a long pause
+    )
+    assert sent_at_pause[0] == len(day0)  # day 0 left before the pause, not after it
