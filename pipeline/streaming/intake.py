@@ -185,10 +185,15 @@ def _refuse_misplaced(
             continue
         if raw is None:  # rare: parse again for the reading's own JSON
             raw = pydantic_core.from_json(value)["readings"]
+        own = (
+            _own_json(raw[index])
+            if isinstance(raw, list) and index < len(raw)
+            else reading.model_dump_json().encode()
+        )
         readings[index] = Rejection(
             f"device {reading.device_id!r} maps to partition {home} of {partitions}, "
             f"not to this batch's partition {partition}",
-            _own_json(raw[index]),
+            own,
         )
 
 

@@ -313,3 +313,17 @@ def test_the_gateway_field_case_loses_only_its_bad_readings() -> None:
     )
     assert isinstance(whole, Rejection)
     assert "readings: Input should be a valid array" in whole.reason
+
+
+def test_a_repeated_readings_member_counts_once_the_last_as_json_parsers_do() -> None:
+    here, there = devices_on(1, 1)[0], devices_on(0, 1)[0]
+    first = json.dumps([reading(here)])
+    last = json.dumps([reading(there), reading(here)])
+    value = f'{{"readings": {first}, "readings": {last}}}'.encode()
+    decoded = decode_batch(value)
+    assert [index for index, _ in decoded] == [0, 1]
+    refused, kept = (result for _, result in decoded)
+    assert isinstance(kept, Telemetry)
+    assert isinstance(refused, Rejection)
+    assert refused.value is not None
+    assert json.loads(refused.value) == reading(there)
