@@ -2,8 +2,9 @@
 
 Usage: ``.venv/bin/python bench/engine_throughput.py [PATH] [--limit N] [--fleet-model NAME]``
 
-Runs the Backblaze preset through ``Scorer`` + one ``Trainer`` per group (features,
-scoring, alert policy, label join and learning included; no evaluation), first from
+Runs the Backblaze preset through the ``InProcessEngine`` (lanes of partition-local
+state, epoch training: features, scoring, alert policy, label join and learning
+included; no evaluation) with ``--partitions`` lanes (default 4), first from
 events already in memory (engine only), then straight from the gzipped CSV (reader +
 engine). CPU time (``time.process_time``) is reported beside wall time because the
 build machines are shared.
@@ -22,36 +23,26 @@ from pathlib import Path
 from pipeline.backtest import PRESETS
 from pipeline.backtest.driver import peak_rss_mb
 from pipeline.datasets import Event, open_dataset
-from pipeline.engine import DeviceState, EngineConfig, Scorer, Trainer
-from schemas import FailureEvent, Telemetry
+from pipeline.engine import DeviceState, EngineConfig
+from pipeline.engine.inprocess import InProcessEngine
+from schemas import Telemetry
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared/data/backblaze"
 DEFAULT_FILE = DEFAULT / "backblaze-2013-04-10_2013-05-19.csv.gz"
 
 
-def drive(events: Iterable[Event], config: EngineConfig) -> tuple[int, dict[str, DeviceState]]:
-    """Scorer + trainers over ``events``; returns readings and final states."""
-    scorer = Scorer(config)
-    trainers: dict[str, Trainer] = {}
-    states: dict[str, DeviceState] = {}
+def drive(
+    events: Iterable[Event], config: EngineConfig, partitions: int
+) -> tuple[int, dict[str, DeviceState]]:
+    """The in-process engine over ``events``; returns readings and final states."""
+    engine = InProcessEngine(config, partitions)
     readings = 0
     for event in events:
-        if isinstance(event, Telemetry):
-            step = scorer.on_telemetry(states.get(event.device_id), event)
-            readings += 1
-        elif isinstance(event, FailureEvent):
-            step = scorer.on_failure(states.get(event.device_id), event)
-        else:
-            step = scorer.on_maintenance(states.get(event.device_id), event)
-        states[step.state.device_id] = step.state
-        for example in step.examples:
-            trainer = trainers.get(example.group)
-            if trainer is None:
-                trainer = trainers[example.group] = Trainer(config, example.group)
-            trainer.learn(example)
-            if trainer.due():
-                scorer.install(trainer.model())
-    return readings, states
+        if engine.refusal(event) is None:
+            engine.feed(event)
+            readings += isinstance(event, Telemetry)
+    engine.finish()
+    return readings, engine.states
 
 
 def main() -> None:
@@ -59,7 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--fleet-model", default="logreg")
+    parser.add_argument("--fleet-model", default=EngineConfig.fleet_model)
+    parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
     config = EngineConfig(**PRESETS["backblaze"], fleet_model=args.fleet_model)
     dataset = open_dataset("backblaze", args.path)
@@ -68,7 +60,7 @@ def main() -> None:
     events = list(itertools.islice(dataset.events(), args.limit))
     read_cpu = time.process_time() - cpu
     cpu, wall = time.process_time(), time.perf_counter()
-    readings, states = drive(events, config)
+    readings, states = drive(events, config, args.partitions)
     engine_cpu, engine_wall = time.process_time() - cpu, time.perf_counter() - wall
     del events
     sizes = [len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) for s in states.values()]
@@ -81,7 +73,7 @@ def main() -> None:
         f"({len(sizes):,} devices)"
     )
     cpu, wall = time.process_time(), time.perf_counter()
-    readings, _ = drive(itertools.islice(dataset.events(), args.limit), config)
+    readings, _ = drive(itertools.islice(dataset.events(), args.limit), config, args.partitions)
     total_cpu, total_wall = time.process_time() - cpu, time.perf_counter() - wall
     print(
         f"reader + engine: {readings / total_cpu:,.0f} readings/CPU-s "

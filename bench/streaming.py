@@ -1,7 +1,11 @@
 """Streaming benchmarks on the real servers: worker throughput and produce-to-stored latency.
 
-    .venv/bin/python bench/streaming.py throughput [--limit N]
+    .venv/bin/python bench/streaming.py throughput [--limit N] [--single]
     .venv/bin/python bench/streaming.py latency [--rate 1000] [--seconds 60]
+
+``throughput`` pre-produces the sample (in ``TelemetryBatch`` messages of up to 500
+readings per partition, or one reading per message with ``--single``), then times one
+worker through all of it and counts the worker's CPU seconds (process and children).
 
 Each run uses an isolated deployment (its own topic prefix, bucket and worker) on the
 servers that `make up` started, and removes it afterwards.
@@ -21,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import psutil  # noqa: E402
+
 from pipeline.datasets import open_dataset  # noqa: E402
 from pipeline.influx import flux_string  # noqa: E402
 from pipeline.replay import Pace, replay  # noqa: E402
@@ -31,16 +37,26 @@ from tests.integration.harness import Deployment  # noqa: E402
 BACKBLAZE = REPO.parent / "shared" / "data" / "backblaze" / "backblaze-2013-04-10_2013-05-19.csv.gz"
 
 
-def throughput(limit: int | None) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        times = each.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def throughput(limit: int | None, *, batch: bool = True) -> dict[str, float | str]:
     """Pre-produce the Backblaze sample, then time one worker through all of it."""
     events = list(open_dataset("backblaze", BACKBLAZE).events())
     if limit is not None:
         events = events[:limit]
     readings = sum(1 for event in events if not isinstance(event, FailureEvent))
     with tempfile.TemporaryDirectory() as tmp, Deployment(load_settings(), Path(tmp)) as deployment:
-        deployment.replay(events)
+        replay(deployment.settings, events, batch=batch)
         started = time.monotonic()
-        deployment.start_worker()
+        worker = deployment.start_worker()
         first: float | None = None
         while True:
             stored = deployment.count_predictions()
@@ -51,17 +67,21 @@ def throughput(limit: int | None) -> dict[str, float]:
                 break
             time.sleep(2.0)  # polling InfluxDB
         done = time.monotonic()
+        cpu = cpu_seconds(worker.process.pid)
     print(file=sys.stderr)
     assert first is not None
     return {
+        "input": "batched" if batch else "single",
         "readings": readings,
+        "worker_cpu_seconds": round(cpu, 1),
+        "readings_per_worker_cpu_second": round(readings / cpu, 1),
         "seconds_from_start": round(done - started, 1),
         "readings_per_second_from_start": round(readings / (done - started), 1),
         "readings_per_second_after_first_point": round(readings / (done - first), 1),
     }
 
 
-def latency(rate: float, seconds: float) -> dict[str, float]:
+def latency(rate: float, seconds: float) -> dict[str, float | str]:
     """Produce synthetic readings at ``rate``/s; time until each one's point is readable."""
     base = datetime(2001, 1, 1, tzinfo=UTC)  # Flux ranges stop at now(): stay in the past
     total = int(rate * seconds)
@@ -132,12 +152,15 @@ def main() -> None:
     sub = parser.add_subparsers(dest="mode", required=True)
     t = sub.add_parser("throughput")
     t.add_argument("--limit", type=int, default=None)
+    t.add_argument("--single", action="store_true", help="one reading per message")
     lat = sub.add_parser("latency")
     lat.add_argument("--rate", type=float, default=1000.0)
     lat.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
     result = (
-        throughput(args.limit) if args.mode == "throughput" else latency(args.rate, args.seconds)
+        throughput(args.limit, batch=not args.single)
+        if args.mode == "throughput"
+        else latency(args.rate, args.seconds)
     )
     print(json.dumps(result, indent=2))  # the benchmark's report, for docs/benchmarks.md
 

@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -40,7 +41,9 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from pipeline import topics
+from pipeline.backtest.driver import run_backtest
 from pipeline.datasets import Dataset, Event
+from pipeline.engine import EngineConfig
 from pipeline.errors import ConfigError, ForewarnError
 from pipeline.influx import count_points, flux_string, influx_client
 from pipeline.replay import ReplayStats, replay
@@ -184,6 +187,14 @@ class DemoSummary:
     horizon_days: float = 14.0
     run_dir: str = ""
     worker_log: str = ""
+    partitions: int = 0
+    backtest_alerts_raised: int = 0
+    backtest_failures_detected: int = 0
+    backtest_false_alarm_devices: int = 0
+    alerts_equal_backtest: bool | None = None
+    """Whether the set of (alert id, action) the worker published is the backtest's."""
+    alerts_only_streamed: int = 0
+    alerts_only_backtest: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -375,6 +386,70 @@ def count_messages(settings: Settings, topic: str) -> int:
     return sum(end[tp] - begin[tp] for tp in partitions)
 
 
+class BacktestTwin:
+    """``forewarn backtest`` of the same input and settings, run beside the worker."""
+
+    def __init__(
+        self, dataset: Dataset, config: EngineConfig, *, partitions: int, limit: int | None
+    ) -> None:
+        self.alerts: list[Alert] | None = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                events: Iterable[Event] = dataset.events()
+                if limit is not None:
+                    events = itertools.islice(events, limit)
+                self.alerts = run_backtest(events, config, partitions=partitions).alerts
+            except BaseException as error:  # reported by result(), on the main thread
+                self.error = error
+
+        self._thread = threading.Thread(target=run, name="backtest-twin", daemon=True)
+        self._thread.start()
+
+    def result(self) -> list[Alert]:
+        """The backtest's alerts (waits for it); raises what the backtest raised."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.alerts is not None
+        return self.alerts
+
+
+def alert_keys(alerts: Iterable[Alert]) -> set[tuple[str, str]]:
+    """What two runs must agree on: every (alert id, action)."""
+    return {(alert.alert_id, alert.action) for alert in alerts}
+
+
+def read_alerts_settled(
+    settings: Settings, expected: set[tuple[str, str]], settle_s: float
+) -> list[Alert]:
+    """The alerts topic once it holds ``expected``, or once it stopped changing for
+    ``settle_s`` (a worker applies the failures dated after its partitions' last
+    readings when they go idle, some seconds after the input ends)."""
+    alerts = read_alerts(settings)
+    stable_since = time.monotonic()
+    while alert_keys(alerts) != expected and time.monotonic() - stable_since < settle_s:
+        time.sleep(1.0)  # polling the topic, bounded by settle_s
+        again = read_alerts(settings)
+        if len(again) != len(alerts):
+            stable_since = time.monotonic()
+        alerts = again
+    return alerts
+
+
+def write_alerts(alerts: Iterable[Alert], path: Path) -> None:
+    """One ``Alert`` JSON per line, as on the topic (``demo-alerts.jsonl``)."""
+    with path.open("w") as out:
+        for alert in alerts:
+            out.write(alert.model_dump_json() + "\n")
+
+
+SETTLE_S = 20.0
+"""How long the alerts topic must stay unchanged before the demo stops waiting for the
+backtest's alerts (twice a worker's idle delay)."""
+
+
 def score_alerts(
     summary: DemoSummary, alerts: list[Alert], failures: dict[str, datetime], horizon: timedelta
 ) -> None:
@@ -515,11 +590,15 @@ def run_demo(
     on_replay: Callable[[ReplayStats], None],
     on_processed: Callable[[int, int], None],
     on_stored: Callable[[int, int], None],
+    config: EngineConfig,
+    alerts_file: Path,
     limit: int | None = None,
     stall_timeout_s: float = 180.0,
     worker_stop_timeout_s: float = 10.0,
 ) -> DemoSummary:
-    """Reset the namespace, start a worker, replay, wait for every prediction, summarise.
+    """Reset the namespace, start a worker, replay, wait for every prediction, summarise,
+    and compare the alerts with the backtest of the same input (``alerts_file``: every
+    alert read back, one JSON per line).
 
     ``limit`` replays only the dataset's first ``limit`` messages (readings and
     failures). ``wall_seconds`` is the demo's work from the reset to the last count;
@@ -535,6 +614,7 @@ def run_demo(
         influx_bucket=settings.influx_bucket,
         horizon_days=horizon.total_seconds() / 86400,
         run_dir=str(namespace.run_dir(base)),
+        partitions=settings.topic_partitions,
     )
     with namespace.exclusive(base):
         return _run(
@@ -547,6 +627,8 @@ def run_demo(
             on_replay=on_replay,
             on_processed=on_processed,
             on_stored=on_stored,
+            config=config,
+            alerts_file=alerts_file,
             limit=limit,
             stall_timeout_s=stall_timeout_s,
             worker_stop_timeout_s=worker_stop_timeout_s,
@@ -564,6 +646,8 @@ def _run(
     on_replay: Callable[[ReplayStats], None],
     on_processed: Callable[[int, int], None],
     on_stored: Callable[[int, int], None],
+    config: EngineConfig,
+    alerts_file: Path,
     limit: int | None,
     stall_timeout_s: float,
     worker_stop_timeout_s: float,
@@ -581,6 +665,7 @@ def _run(
         replay_started = time.monotonic()
         with server_step("replaying the dataset into Kafka", settings):
             stats = replay(settings, observed.watch(events), on_progress=on_replay)
+        twin = BacktestTwin(dataset, config, partitions=settings.topic_partitions, limit=limit)
         summary.readings = stats.readings
         summary.data_from, summary.data_to = _iso(observed.first_ts), _iso(observed.last_ts)
         with server_step("waiting for the worker", settings):
@@ -592,9 +677,21 @@ def _run(
         processing_seconds = time.monotonic() - replay_started
         summary.predictions_in_influxdb = stored
         summary.readings_per_second = round(stats.readings / processing_seconds, 1)
+        expected = twin.result()
         with server_step("reading the alerts back", settings):
-            score_alerts(summary, read_alerts(settings), observed.failures, horizon)
+            alerts = read_alerts_settled(settings, alert_keys(expected), SETTLE_S)
+            score_alerts(summary, alerts, observed.failures, horizon)
             summary.rejected = count_messages(settings, settings.topic(topics.DEAD_LETTER))
+        write_alerts(alerts, alerts_file)
+        twin_summary = DemoSummary(dataset=dataset.name)
+        score_alerts(twin_summary, expected, observed.failures, horizon)
+        summary.backtest_alerts_raised = twin_summary.alerts_raised
+        summary.backtest_failures_detected = twin_summary.failures_detected
+        summary.backtest_false_alarm_devices = twin_summary.false_alarm_devices
+        streamed, backtest = alert_keys(alerts), alert_keys(expected)
+        summary.alerts_equal_backtest = streamed == backtest
+        summary.alerts_only_streamed = len(streamed - backtest)
+        summary.alerts_only_backtest = len(backtest - streamed)
         summary.wall_seconds = round(time.monotonic() - started, 1)
     finally:
         # Everything is committed and counted by now: a worker that does not stop

@@ -180,3 +180,6 @@ class Rejected(Message):
     value: bytes
     reason: Text
     rejected_at: UtcDatetime
+    index: int | None = Field(default=None, ge=0)
+    """Position of the refused reading in its ``TelemetryBatch`` (``value`` is then the
+    reading's own JSON); ``None`` for a message of its own."""

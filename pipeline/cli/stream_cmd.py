@@ -237,7 +237,8 @@ def demo(
             "the checkout (../shared/data), or give --path"
         )
     dataset = open_dataset("backblaze", path)
-    horizon = engine_config_for("backblaze", settings.engine_overrides).horizon
+    config = engine_config_for(settings.engine_preset, settings.engine_overrides)
+    horizon = config.horizon
     typer.echo(
         f"Forewarn demo: {dataset.name} through Kafka {settings.kafka_bootstrap}, "
         f"InfluxDB {settings.influx_url}, namespace {space.name!r}"
@@ -268,6 +269,8 @@ def demo(
                 dataset,
                 namespace=space,
                 horizon=horizon,
+                config=config,
+                alerts_file=summary_file.parent / "demo-alerts.jsonl",
                 limit=limit,
                 on_replay=on_replay,
                 on_processed=on_processed,
@@ -284,6 +287,17 @@ def demo(
     summary_file.write_text(json.dumps(summary.as_json(), indent=2) + "\n")
     report = demo_report(summary, summary_file, demo_log, settings.grafana_url.rstrip("/"))
     typer.echo("\n".join(report))
+
+
+def _same(summary: DemoSummary) -> str:
+    if summary.alerts_equal_backtest is None:
+        return "not compared"
+    if summary.alerts_equal_backtest:
+        return "yes: the same alerts, id for id"
+    return (
+        f"NO: {summary.alerts_only_streamed} alerts only from the worker, "
+        f"{summary.alerts_only_backtest} only in the backtest (see docs/streaming.md)"
+    )
 
 
 def demo_report(
@@ -309,8 +323,14 @@ def demo_report(
         f"rejected messages        {summary.rejected}",
         f"throughput               {summary.readings_per_second:,.0f} readings/s "
         f"end to end; {summary.wall_seconds:.0f} s in all",
+        f"backtest, same input     {summary.backtest_alerts_raised:,} alerts raised, "
+        f"{summary.backtest_failures_detected} failed drives detected, "
+        f"{summary.backtest_false_alarm_devices} alerted that did not fail "
+        f"({summary.partitions} partitions)",
+        f"  worker == backtest     {_same(summary)}",
         "",
-        f"summary written to {summary_file}",
+        f"summary written to {summary_file}; every alert in "
+        f"{summary_file.parent / 'demo-alerts.jsonl'}",
         f"where the data is:  topics {summary.topic_prefix}*, InfluxDB bucket "
         f"{summary.influx_bucket!r}",
         f"  time range        {span} (the readings' own dates, not today)",

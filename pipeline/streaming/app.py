@@ -316,13 +316,14 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                 examples_topic, lane_key(partition), value.encode(), partition=training_partition
             )
 
-    async def route(outcome: Outcome, event: Event, own: bool) -> None:
-        """Stage what ``outcome`` caused; ``own``: it is ``event``'s own outcome (not that
-        of a failure the event's lane released)."""
+    async def done(event: Event) -> None:
         message = event.message
-        if own:
-            counters.last_offsets[(message.topic, message.partition)] = message.offset
-            checkpoint.add_event(event)
+        counters.last_offsets[(message.topic, message.partition)] = message.offset
+        checkpoint.add_event(event)
+
+    async def route(outcome: Outcome, event: Event) -> None:
+        """Stage what ``outcome`` caused (``event`` is the message being processed)."""
+        message = event.message
         if outcome.internal_error:
             counters.internal_errors += 1
         if outcome.offset_reset or outcome.partition_change:
@@ -386,12 +387,14 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         ScoringPorts(
             record_of=record_of,
             route=route,
+            done=done,
             send_marker=send_marker,
             load_lane=load_lane,
             pause=lambda p: faust_adapter.pause(app, input_names, p),
             resume=lambda p: faust_adapter.resume(app, input_names, p),
         ),
         topic_prefix=settings.topic_prefix,
+        partitions=settings.topic_partitions,
         catalogue=worker.catalogue,
     )
 

@@ -93,8 +93,10 @@ def rejected(
     offset: int | None,
     key: bytes | None,
     value: bytes | None,
+    index: int | None = None,
 ) -> Rejected:
-    """The dead-letter envelope for a rejected message, or for one reading of a batch.
+    """The dead-letter envelope for a rejected message, or for one reading of a batch
+    (``index``: its position in the batch).
 
     ``value`` is the message's payload; the envelope keeps the rejection's own
     ``value`` instead when it has one (the refused reading of a batch).
@@ -107,6 +109,7 @@ def rejected(
         value=rejection.value if rejection.value is not None else value or b"",
         reason=rejection.reason,
         rejected_at=datetime.now(UTC),
+        index=index,
     )
 
 

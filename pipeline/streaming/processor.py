@@ -23,7 +23,14 @@ from pipeline.engine import DeviceState, Step
 from pipeline.engine.lane import Lane
 from pipeline.engine.state import MAX_STATE_BYTES
 from pipeline.engine.timepolicy import FROM_THE_FUTURE
-from pipeline.streaming.intake import InputMessage, Rejection, decode, rejected
+from pipeline.streaming.intake import (
+    Decoded,
+    InputMessage,
+    Rejection,
+    decode,
+    decode_many,
+    rejected,
+)
 from pipeline.streaming.lineprotocol import alert_line, prediction_line, reading_line
 from schemas import (
     Alert,
@@ -48,6 +55,8 @@ class Applied:
     partition: int | None
     offset: int
     ts: float
+    index: int = -1
+    """Position of the reading in its ``TelemetryBatch`` (-1: a message of its own)."""
 
 
 @dataclass(slots=True)
@@ -86,6 +95,8 @@ class Source:
     topic: str
     partition: int | None
     offset: int | None
+    index: int | None = None
+    """Position of the reading in its ``TelemetryBatch`` (``None``: a message of its own)."""
 
 
 @dataclass(slots=True)
@@ -148,11 +159,33 @@ class Prepared:
 class Processor:
     """Applies one input partition's messages to device records through its :class:`Lane`."""
 
-    def __init__(self, lane: Lane, topic_prefix: str = "") -> None:
+    def __init__(self, lane: Lane, topic_prefix: str = "", partitions: int = 1) -> None:
         self.lane = lane
         self.scorer = lane.scorer
         self.gate = lane.gate
         self._prefix = topic_prefix
+        self._partitions = partitions
+
+    def decode(self, source: Source, key: bytes | None, value: bytes | None) -> list[Decoded]:
+        """Every reading of one message (one entry unless it is a ``TelemetryBatch``),
+        each decoded and checked on its own; never raises."""
+        try:
+            return decode_many(
+                source.topic.removeprefix(self._prefix),
+                key,
+                value,
+                partition=source.partition,
+                partitions=self._partitions,
+            )
+        except Exception as error:  # the per-message boundary
+            log.exception("message_failed", topic=source.topic, offset=source.offset)
+            return [(None, Rejection(f"internal error: {type(error).__name__}: {error}"[:1000]))]
+
+    def refuse(
+        self, source: Source, key: bytes | None, value: bytes | None, rejection: Rejection
+    ) -> Outcome:
+        """The outcome of a message (or a reading of a batch) that did not decode."""
+        return self._reject(source, key, value, rejection.reason, rejection.value)
 
     def handle(
         self,
@@ -207,10 +240,28 @@ class Processor:
     def prepare(
         self, source: Source, key: bytes | None, value: bytes | None, record: DeviceRecord | None
     ) -> Outcome | Prepared:
-        """Decode and admit one message: a final :class:`Outcome` (rejected, refused or a
-        replayed duplicate) or a :class:`Prepared` for :meth:`apply`; never raises."""
+        """Decode and admit one single-reading message: a final :class:`Outcome`
+        (rejected, refused or a replayed duplicate) or a :class:`Prepared` for
+        :meth:`apply`; never raises."""
         try:
-            return self._prepare(source, key, value, record)
+            message = decode(source.topic.removeprefix(self._prefix), key, value)
+            if isinstance(message, Rejection):
+                return self._reject(source, key, value, message.reason)
+            return self._admit(source, key, value, message, record)
+        except Exception as error:  # the per-message boundary: one message, one reject
+            return self._failed(source, key, value, error)
+
+    def admit(
+        self,
+        source: Source,
+        key: bytes | None,
+        value: bytes | None,
+        message: InputMessage,
+        record: DeviceRecord | None,
+    ) -> Outcome | Prepared:
+        """:meth:`prepare` for a message (or a reading of a batch) already decoded."""
+        try:
+            return self._admit(source, key, value, message, record)
         except Exception as error:  # the per-message boundary: one message, one reject
             return self._failed(source, key, value, error)
 
@@ -255,25 +306,33 @@ class Processor:
         return outcome
 
     def _reject(
-        self, source: Source, key: bytes | None, value: bytes | None, reason: str
+        self,
+        source: Source,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        own_value: bytes | None = None,
     ) -> Outcome:
         return Outcome(
             rejected=rejected(
-                Rejection(reason),
+                Rejection(reason, own_value),
                 topic=source.topic,
                 partition=source.partition,
                 offset=source.offset,
                 key=key,
                 value=value,
+                index=source.index,
             )
         )
 
-    def _prepare(
-        self, source: Source, key: bytes | None, value: bytes | None, record: DeviceRecord | None
+    def _admit(
+        self,
+        source: Source,
+        key: bytes | None,
+        value: bytes | None,
+        message: InputMessage,
+        record: DeviceRecord | None,
     ) -> Outcome | Prepared:
-        message = decode(source.topic.removeprefix(self._prefix), key, value)
-        if isinstance(message, Rejection):
-            return self._reject(source, key, value, message.reason)
         record = record if record is not None else DeviceRecord()
         gate = self.gate
         if record.last_reading is not None:
@@ -283,15 +342,17 @@ class Processor:
         offsets = record.offsets
         if source.offset is not None:
             seen = offsets.get(source.topic)
+            index = source.index if source.index is not None else -1
             if seen is not None and seen.partition != source.partition:
                 outcome.partition_change = True
-            elif seen is not None and source.offset <= seen.offset:
+            elif seen is not None and (source.offset, index) <= (seen.offset, seen.index):
                 if t <= seen.ts:
                     outcome.duplicate = True
                     return outcome
                 outcome.offset_reset = True
             newest_ts = t if seen is None or outcome.partition_change else max(t, seen.ts)
-            offsets = {**offsets, source.topic: Applied(source.partition, source.offset, newest_ts)}
+            applied = Applied(source.partition, source.offset, newest_ts, index)
+            offsets = {**offsets, source.topic: applied}
 
         if isinstance(message, Telemetry):
             newest = record.last_reading.timestamp() if record.last_reading else None

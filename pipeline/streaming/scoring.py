@@ -27,6 +27,7 @@ from pipeline.engine import EngineConfig
 from pipeline.engine.catalogue import Catalogue
 from pipeline.engine.lane import Lane
 from pipeline.streaming.counters import Counters
+from pipeline.streaming.intake import Decoded, InputMessage, Rejection
 from pipeline.streaming.models import ModelRegistry
 from pipeline.streaming.processor import DeviceRecord, Outcome, Prepared, Processor, Source
 
@@ -35,6 +36,15 @@ log = structlog.get_logger(__name__)
 Event = Any
 MAX_PARKED = 20_000
 """Messages queued in one lane before its partition's fetch is paused."""
+
+
+@dataclass
+class Head:
+    """The message at the head of a lane, decoded, and how far into it the lane got."""
+
+    event: Event
+    units: list[Decoded]
+    position: int = 0
 
 
 @dataclass
@@ -48,6 +58,7 @@ class LaneSlot:
     last_event: Event = None
     """The newest message of the partition (carries its partition to the tables)."""
     paused: bool = False
+    head: Head | None = None
     changed: bool = False
     """Processed something since its state was last staged for the changelog."""
 
@@ -59,7 +70,8 @@ class ScoringPorts:
         self,
         *,
         record_of: Callable[[bytes], DeviceRecord | None],
-        route: Callable[[Outcome, Event, bool], Awaitable[None]],
+        route: Callable[[Outcome, Event], Awaitable[None]],
+        done: Callable[[Event], Awaitable[None]],
         send_marker: Callable[[int, int, bool], Awaitable[None]],
         load_lane: Callable[[int], Lane | None],
         pause: Callable[[int], None],
@@ -67,6 +79,7 @@ class ScoringPorts:
     ) -> None:
         self.record_of = record_of
         self.route = route
+        self.done = done
         self.send_marker = send_marker
         self.load_lane = load_lane
         self.pause = pause
@@ -84,6 +97,7 @@ class ScoringLoop:
         ports: ScoringPorts,
         *,
         topic_prefix: str = "",
+        partitions: int = 1,
         catalogue: Catalogue | None = None,
         max_parked: int = MAX_PARKED,
     ) -> None:
@@ -93,6 +107,7 @@ class ScoringLoop:
         self.ports = ports
         self.slots: dict[int, LaneSlot] = {}
         self._prefix = topic_prefix
+        self._partitions = partitions
         self._catalogue = catalogue
         self._max_parked = max_parked
 
@@ -103,7 +118,8 @@ class ScoringLoop:
             lane = self.ports.load_lane(partition)
             if lane is None:
                 lane = Lane(self.config, partition, self._catalogue)
-            slot = self.slots[partition] = LaneSlot(lane, Processor(lane, self._prefix))
+            processor = Processor(lane, self._prefix, self._partitions)
+            slot = self.slots[partition] = LaneSlot(lane, processor)
         return slot
 
     def forget(self, partitions: set[int]) -> None:
@@ -147,48 +163,80 @@ class ScoringLoop:
             log.info("lane_paused", partition=slot.lane.partition, queued=len(slot.queue))
 
     async def _process(self, slot: LaneSlot, event: Event) -> bool:
-        """Run ``event`` through its lane; ``False`` if it must wait for a model epoch."""
+        """Run ``event`` (every reading of a batch) through its lane; ``False`` if it must
+        wait for a model epoch (a batch then resumes at the reading that waits)."""
         message = event.message
-        source = Source(message.topic, message.partition, message.offset)
         key = message.key if isinstance(message.key, bytes) else None
         value = message.value if isinstance(message.value, bytes) else None
-        device_key = key if key is not None else b""
+        head = slot.head
+        if head is None or head.event is not event:
+            source = Source(message.topic, message.partition, message.offset)
+            head = slot.head = Head(event, slot.processor.decode(source, key, value))
+        while head.position < len(head.units):
+            index, decoded = head.units[head.position]
+            source = Source(message.topic, message.partition, message.offset, index)
+            if not await self._unit(slot, event, source, decoded, key=key, value=value):
+                return False
+            head.position += 1
+        slot.head = None
+        slot.changed = True
+        await self.ports.done(event)
+        return True
+
+    async def _unit(
+        self,
+        slot: LaneSlot,
+        event: Event,
+        source: Source,
+        decoded: InputMessage | Rejection,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> bool:
+        """One message, or one reading of a batch: ``False`` if it waits for a model."""
+        processor = slot.processor
+        if isinstance(decoded, Rejection):
+            await self.ports.route(processor.refuse(source, key, value, decoded), event)
+            return True
+        device_key = decoded.device_id.encode()
+        if source.index is None:
+            if key != device_key:
+                await self.ports.route(processor.mismatched_key(source, key, value), event)
+                return True
+        else:
+            key, value = None, decoded.model_dump_json().encode()  # the reading's own JSON
         try:
             record = self.ports.record_of(device_key)
         except Exception as error:  # an unreadable stored record: this message only
             log.exception("device_record_unreadable", key=device_key[:80])
-            outcome = slot.processor.unreadable(source, key, value, error)
-        else:
-            processor = slot.processor
-            prepared = processor.prepare(source, key, value, record)
-            if isinstance(prepared, Prepared):
-                released = processor.released(prepared)
-                for held in released:
-                    record = self.ports.record_of(held.device_id.encode())
-                    await self.ports.route(processor.apply_held(held, record), event, False)
-                if any(held.device_id.encode() == device_key for held in released):
-                    prepared = processor.prepare(
-                        source, key, value, self.ports.record_of(device_key)
-                    )
-            if isinstance(prepared, Prepared):
-                lane = slot.lane
-                needed = slot.processor.needs(prepared)
-                if needed is not None:
-                    if self.registry.closed < needed:
-                        marker = lane.advance(prepared.message.ts.timestamp())
-                        if marker is not None:
-                            await self._marker(lane.partition, marker)
-                        return False
-                    lane.install(needed, self.registry.models_as_of(needed))
-                outcome = slot.processor.apply(prepared)
-            else:
-                outcome = prepared
-        if outcome.device_id is not None and outcome.device_id.encode() != device_key:
-            outcome = slot.processor.mismatched_key(source, key, value)
-        slot.changed = True
-        await self.ports.route(outcome, event, True)
+            await self.ports.route(processor.unreadable(source, key, value, error), event)
+            return True
+        prepared = processor.admit(source, key, value, decoded, record)
+        if isinstance(prepared, Prepared):
+            released = processor.released(prepared)
+            for held in released:
+                held_record = self.ports.record_of(held.device_id.encode())
+                await self.ports.route(processor.apply_held(held, held_record), event)
+            if any(held.device_id == decoded.device_id for held in released):
+                prepared = processor.admit(
+                    source, key, value, decoded, self.ports.record_of(device_key)
+                )
+        if not isinstance(prepared, Prepared):
+            await self.ports.route(prepared, event)
+            return True
+        lane = slot.lane
+        needed = processor.needs(prepared)
+        if needed is not None:
+            if self.registry.closed < needed:
+                marker = lane.advance(prepared.message.ts.timestamp())
+                if marker is not None:
+                    await self._marker(lane.partition, marker)
+                return False
+            lane.install(needed, self.registry.models_as_of(needed))
+        outcome = processor.apply(prepared)
+        await self.ports.route(outcome, event)
         if outcome.marker is not None:
-            await self._marker(slot.lane.partition, outcome.marker)
+            await self._marker(lane.partition, outcome.marker)
         return True
 
     async def _marker(self, partition: int, complete_through: int) -> None:
@@ -204,7 +252,7 @@ class ScoringLoop:
             lambda device_id: self.ports.record_of(device_id.encode())
         )
         for outcome in outcomes:
-            await self.ports.route(outcome, slot.last_event, False)
+            await self.ports.route(outcome, slot.last_event)
         slot.changed = True
         log.info("lane_released", partition=partition, events=len(outcomes))
         return len(outcomes)

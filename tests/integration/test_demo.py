@@ -19,6 +19,7 @@ from pipeline.demo import DemoSummary
 from pipeline.influx import count_points, influx_client
 from pipeline.settings import Settings
 from pipeline.topics import TOPICS, admin_client
+from schemas import Alert
 from tests.integration.conftest import BACKBLAZE
 from tests.integration.harness import Deployment, wait_until
 
@@ -118,6 +119,10 @@ def test_demo_runs_twice_in_a_row_without_touching_the_deployment(
         assert summary.influx_bucket == demo_namespace
         assert summary.data_from == "2013-04-10T00:00:00Z"
         assert Path(summary.worker_log).stat().st_size > 0
+        assert summary.alerts_equal_backtest is True  # the worker is the backtest's twin
+        lines = (summary_file.parent / "demo-alerts.jsonl").read_text().splitlines()
+        alerts = [Alert.model_validate_json(line) for line in lines]
+        assert len({a.alert_id for a in alerts if a.action == "raise"}) == summary.alerts_raised
         summaries.append(summary)
         bucket_ids.append(_bucket_id(settings, demo_namespace))
 

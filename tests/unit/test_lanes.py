@@ -18,6 +18,7 @@ from pipeline.engine import EngineConfig, FleetModel
 from pipeline.engine.schedule import NO_EPOCH, ModelSchedule
 from pipeline.engine.training import EpochTrainer
 from pipeline.partitioner import partition_for
+from pipeline.producer import encode_batch
 from pipeline.streaming.counters import Counters
 from pipeline.streaming.processor import DeviceRecord, Outcome
 from pipeline.streaming.scoring import ScoringLoop, ScoringPorts
@@ -52,8 +53,11 @@ def _events() -> list[Telemetry | FailureEvent]:
     return list(fleet(seed=3, devices=90, days=60))
 
 
-def _streamed(seed: int, events: list[Telemetry | FailureEvent]) -> tuple[list[Any], Counters]:
-    """Run ``events`` through a ScoringLoop, partitions interleaved at random."""
+def _streamed(
+    seed: int, events: list[Telemetry | FailureEvent], *, batch: int = 1
+) -> tuple[list[Any], Counters]:
+    """Run ``events`` through a ScoringLoop, partitions interleaved at random; ``batch``:
+    readings per ``TelemetryBatch`` message (1: one reading per message)."""
     rng = random.Random(seed)
     trainer = EpochTrainer(CONFIG, lanes=PARTITIONS)
     counters = Counters()
@@ -61,7 +65,7 @@ def _streamed(seed: int, events: list[Telemetry | FailureEvent]) -> tuple[list[A
     alerts: list[Any] = []
     outbox: dict[int, list[TrainingExample]] = {p: [] for p in range(PARTITIONS)}
 
-    async def route(outcome: Outcome, event: Any, own: bool) -> None:
+    async def route(outcome: Outcome, event: Any) -> None:
         if outcome.device_id is not None and outcome.record is not None:
             records[outcome.device_id.encode()] = outcome.record
         if outcome.rejected is None and not outcome.duplicate:
@@ -82,45 +86,75 @@ def _streamed(seed: int, events: list[Telemetry | FailureEvent]) -> tuple[list[A
         ScoringPorts(
             record_of=records.get,
             route=route,
+            done=lambda _: _nothing(),
             send_marker=send_marker,
             load_lane=lambda _: None,
             pause=lambda _: None,
             resume=lambda _: None,
         ),
+        partitions=PARTITIONS,
     )
     queues: dict[tuple[int, str], deque[Any]] = {}
-    for offset, event in enumerate(events):
-        partition = partition_for(event.device_id, PARTITIONS)
-        topic = topics.TELEMETRY if isinstance(event, Telemetry) else topics.FAILURES
+    open_batches: dict[int, list[bytes]] = {}
+
+    def enqueue(partition: int, topic: str, key: bytes | None, value: bytes) -> None:
+        queue = queues.setdefault((partition, topic), deque())
         message = SimpleNamespace(
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=event.device_id.encode(),
-            value=event.model_dump_json().encode(),
+            topic=topic, partition=partition, offset=len(queue), key=key, value=value
         )
-        queues.setdefault((partition, topic), deque()).append(SimpleNamespace(message=message))
+        queue.append(SimpleNamespace(message=message))
+
+    for event in events:
+        partition = partition_for(event.device_id, PARTITIONS)
+        value = event.model_dump_json().encode()
+        if not isinstance(event, Telemetry):
+            enqueue(partition, topics.FAILURES, event.device_id.encode(), value)
+        elif batch == 1:
+            enqueue(partition, topics.TELEMETRY, event.device_id.encode(), value)
+        else:
+            readings = open_batches.setdefault(partition, [])
+            readings.append(value)
+            if len(readings) == batch:
+                enqueue(
+                    partition, topics.TELEMETRY, None, encode_batch(open_batches.pop(partition))
+                )
+    for partition, readings in sorted(open_batches.items()):
+        enqueue(partition, topics.TELEMETRY, None, encode_batch(readings))
+
+    async def drain() -> None:
+        # The registry's "epoch closed" wakes the waiting lanes, as often as it changes.
+        closed = None
+        while closed != trainer.closed:
+            closed = trainer.closed
+            await loop.drain()
 
     async def run() -> None:
         while queues:
             source = rng.choice(sorted(queues))
-            # Bursts, as fetches deliver them: lanes drift far apart in event time.
-            for _ in range(rng.randint(1, 40)):
+            # Bursts of up to 40 readings, as fetches deliver them: lanes drift far apart
+            # in event time (a failure read more than allowed_lateness behind its lane
+            # would be late: counted in a later epoch, by design).
+            for _ in range(rng.randint(1, max(1, 40 // batch))):
                 if not queues[source]:
                     break
                 closed = trainer.closed
                 await loop.offer(queues[source].popleft())
                 if trainer.closed != closed:
-                    await loop.drain()
+                    await drain()
             if not queues[source]:
                 del queues[source]
-        await loop.drain()
+        await drain()
         for partition in range(PARTITIONS):  # the input ended: the idle lanes let go
             await loop.release_held(partition)
 
     asyncio.run(run())
     assert loop.waiting() == 0
+    assert counters.rejected == 0
     return alerts, counters
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _ids(alerts: list[Any]) -> list[tuple[str, str]]:
@@ -141,6 +175,15 @@ def test_any_interleaving_raises_the_backtests_alerts(
 ) -> None:
     alerts, counters = _streamed(seed, _events())
     assert counters.parked > 0  # lanes ran ahead and waited at the barrier
+    assert _ids(alerts) == backtest
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batched_readings_raise_the_backtests_alerts(
+    seed: int, backtest: list[tuple[str, str]]
+) -> None:
+    alerts, counters = _streamed(seed, _events(), batch=23)
+    assert counters.parked > 0
     assert _ids(alerts) == backtest
 
 
