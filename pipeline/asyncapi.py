@@ -240,9 +240,13 @@ CONTRACTS: dict[str, Contract] = {
         TrainingExample,
         key="group",
         partitioning="Keyed by model group: one trainer per group sees all its examples. "
-        "Not co-partitioned with the device topics.",
-        ordering="Per group, in the order the labels matured.",
-        delivery="At least once: a replayed window can repeat examples (internal topic).",
+        "Not co-partitioned with the device topics. Every scoring lane (input partition) "
+        "also sends a `LaneWatermark` marker, keyed `\\u0000lane:<partition>`, to every "
+        "partition after its examples: the event-time epoch it has completed.",
+        ordering="Per group, in the order the labels matured; a lane's marker follows "
+        "its examples in each partition.",
+        delivery="At least once: a replayed window can repeat examples (internal topic); "
+        "the trainer learns each example once per epoch.",
         action="send",
         example_key="fleet",
         example={
@@ -259,7 +263,9 @@ CONTRACTS: dict[str, Contract] = {
         ModelSnapshot,
         key="group",
         partitioning="One partition; keyed by model group and compacted, so the newest "
-        "snapshot of each group survives.",
+        "snapshot of each group survives. After the snapshots of an event-time epoch, "
+        "each trainer writes an `EpochClosed` record keyed `\\u0000epochs:<training "
+        "partition>`: scorers wait for it before using the epoch's models.",
         ordering="Total (one partition); versions of a group only increase.",
         delivery="Written with `acks=all`; every worker reads the whole topic without a "
         "consumer group and installs a snapshot only if its HMAC checks out.",
@@ -273,6 +279,18 @@ CONTRACTS: dict[str, Contract] = {
             "payload": "gASVAAAAAAAAAAA=",
             "signature": "9f2c" + "0" * 60,
         },
+    ),
+    topics.LANE_STATE_CHANGELOG: Contract(
+        None,
+        key="partition",
+        partitioning="Faust's changelog of the lane-state table: keyed by the input "
+        "partition number, written to that partition, so it moves with the partition.",
+        ordering="Per input partition.",
+        delivery="Internal to the workers; not for consumers.",
+        action="send",
+        value_description="An HMAC-SHA256-sealed pickle of the partition's engine lane "
+        "(alert budget, threshold, counters recognised, watermark). Internal: its layout "
+        "changes without notice.",
     ),
     topics.DEVICE_STATE_CHANGELOG: Contract(
         None,

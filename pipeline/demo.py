@@ -452,7 +452,7 @@ def _wait_for_commits(
     watch = _StallWatch(stall_timeout_s)
     offsets = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.worker_id,  # reads the group's commits; never joins it
+        group_id=settings.group_id,  # reads the group's commits; never joins it
         enable_auto_commit=False,
     )
     try:

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     state_dir: Path = DEFAULT_CACHE_DIR / "state"
 
     worker_id: str = "forewarn-worker"
+    """This worker process: its local state directory and its health series."""
+    app_id: str | None = None
+    """The deployment's Faust app id and Kafka consumer group, shared by every worker that
+    splits the partitions (``None``: ``worker_id``, a single-worker deployment)."""
     engine_preset: str = "backblaze"
     engine_overrides: dict[str, float | int | bool | str | None] = Field(default_factory=dict)
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
@@ -82,6 +86,11 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group every worker of this deployment joins."""
+        return self.app_id or self.worker_id
 
     def topic(self, name: str) -> str:
         """The Kafka name of a topic of ``pipeline.topics`` in this deployment."""

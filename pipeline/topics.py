@@ -26,6 +26,7 @@ DEAD_LETTER = "dead-letter"
 TRAINING_EXAMPLES = "training-examples"
 MODELS = "models"
 DEVICE_STATE_CHANGELOG = "forewarn-device-state-changelog"
+LANE_STATE_CHANGELOG = "forewarn-lane-state-changelog"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(MODELS, "compact", -1, 8 * MIB, partitions=1, purpose="signed fleet models"),
     TopicSpec(DEVICE_STATE_CHANGELOG, "compact", -1, 1 * MIB, purpose="per-device state changelog"),
+    TopicSpec(
+        LANE_STATE_CHANGELOG, "compact", -1, 8 * MIB, purpose="per-partition engine state changelog"
+    ),
 )
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}

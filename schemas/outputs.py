@@ -126,6 +126,10 @@ class TrainingExample(Message):
     label: bool
     weight: float = Field(gt=0.0, le=1e6)
     source: LabelSource
+    emitted_at: UtcDatetime | None = None
+    """Event-time stamp that puts the example in its model epoch: the time of the
+    message that labelled it, or its partition's watermark minus the allowed lateness
+    if that is later (``pipeline/engine/schedule.py``)."""
 
 
 class ModelSnapshot(Message):
@@ -139,8 +143,31 @@ class ModelSnapshot(Message):
     version: int = Field(ge=0)
     created_at: UtcDatetime
     examples_seen: int = Field(ge=0)
+    epoch: int | None = None
+    """Newest event-time epoch the model learnt (also inside the signed payload)."""
     payload: bytes = Field(max_length=8 * 1024 * 1024)
     signature: str = Field(default="", max_length=128)
+
+
+class LaneWatermark(Message):
+    """Progress of one input partition (a *lane*), sent to every ``training-examples``
+    partition after the lane's examples: every example of epochs ``<= complete_through``
+    has been sent (``pipeline/engine/schedule.py``). ``idle``: the lane has had nothing
+    to process for a while and must not hold the other lanes back."""
+
+    partition: int = Field(ge=0)
+    complete_through: int
+    idle: bool = False
+
+
+class EpochClosed(Message):
+    """On ``models``, after the snapshots it announces: the trainer of one
+    ``training-examples`` partition has closed every epoch through ``closed_through``;
+    ``versions`` is the newest version of each of its groups."""
+
+    training_partition: int = Field(ge=0)
+    closed_through: int
+    versions: dict[Label, int] = Field(default_factory=dict)
 
 
 class Rejected(Message):

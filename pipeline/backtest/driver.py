@@ -1,8 +1,9 @@
 """Drive the engine over a dataset in-process, as the streaming layer would.
 
-One ``Scorer`` (as one scoring worker holding every partition), one ``Trainer`` per
-model group, examples learnt as they come and models installed when the trainer is
-``due()``: the streaming train/serve split without Kafka in between.
+The :class:`InProcessEngine` holds one lane per input partition (devices placed by
+Kafka's default partitioner, ``partitions`` as deployed) and one trainer closing
+event-time epochs: the streaming train/serve split without Kafka in between, so the
+alerts raised here are the alerts the workers publish for the same input.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from datetime import datetime
 import structlog
 
 from pipeline.backtest.variants import BudgetedScore, CounterRules, RuleBaseline
-from pipeline.engine import DeviceState, EngineConfig, Evaluator, Scorer, Trainer
-from pipeline.engine.timepolicy import FROM_THE_FUTURE, TimeGate
-from schemas import Alert, FailureEvent, MaintenanceEvent, Telemetry, TrainingExample
+from pipeline.engine import EngineConfig, Evaluator
+from pipeline.engine.inprocess import InProcessEngine
+from schemas import Alert, FailureEvent, MaintenanceEvent, Telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +80,10 @@ class BacktestResult:
     """The first ``MAX_KEPT_ALERTS`` alerts raised, with their explanations (for the page)."""
     refused: int = 0
     """Events the time policy refused (``pipeline/engine/timepolicy.py``), as the worker would."""
+    partitions: int = 1
+    """Input partitions simulated (lanes of partition-local state)."""
+    alerts: list[Alert] = field(default_factory=list)
+    """Every alert raised or cleared, in order (``alerts.jsonl``)."""
 
 
 def peak_rss_mb() -> float:
@@ -96,16 +101,16 @@ def run_backtest(
     progress: Callable[[int], None] | None = None,
     progress_every: int = 10_000,
     keep_series: Callable[[str], bool] | None = None,
+    partitions: int = 1,
 ) -> BacktestResult:
     """Run every event through the engine and the comparison variants.
 
     ``rule_counters`` are the counters of the configured rule (``baseline``); empty: the
-    error counters the engine recognises.
+    error counters the engine recognises. ``partitions``: input partitions to simulate
+    (the deployment's ``FOREWARN_TOPIC_PARTITIONS`` to reproduce its workers' alerts).
     """
     horizon_s = config.horizon.total_seconds()
-    scorer = Scorer(config)
-    trainers: dict[str, Trainer] = {}
-    states: dict[str, DeviceState] = {}
+    engine = InProcessEngine(config, partitions)
     model_eval = Evaluator(horizon_s)
     baseline_eval = Evaluator(horizon_s, drift_detection=False)
     anomaly_eval = Evaluator(horizon_s, drift_detection=False)
@@ -121,48 +126,8 @@ def run_backtest(
     failed: list[str] = []
     raised: list[Alert] = []
     failure_times: dict[str, list[float]] = {}
-    readings = examples = positives = published = maintenance = 0
-
-    def learn(batch: list[TrainingExample]) -> None:
-        nonlocal examples, positives, published
-        for example in batch:
-            trainer = trainers.get(example.group)
-            if trainer is None:
-                trainer = trainers[example.group] = Trainer(config, example.group)
-            trainer.learn(example)
-            examples += 1
-            positives += example.label
-            if trainer.due():
-                scorer.install(trainer.model())
-                published += 1
-
-    gate = TimeGate()
-    newest: dict[str, float] = {}
-    suspects: dict[str, float] = {}
-    refused = 0
-
-    def admit(event: Telemetry | FailureEvent | MaintenanceEvent) -> bool:
-        """The worker's time policy: the same events are refused here as there."""
-        nonlocal refused
-        t = event.ts.timestamp()
-        if isinstance(event, Telemetry):
-            device_id = event.device_id
-            reason = gate.reading(t, newest.get(device_id), suspects.get(device_id))
-            if reason is None:
-                suspects.pop(device_id, None)
-                newest[device_id] = t
-                gate.observe(t)
-                return True
-            if reason.startswith(FROM_THE_FUTURE):
-                suspects[device_id] = t
-            else:
-                suspects.pop(device_id, None)
-        elif gate.event(t) is None:
-            return True
-        refused += 1
-        if refused <= 10:
-            log.warning("backtest.event_refused", device_id=event.device_id, reason=reason)
-        return False
+    alerts: list[Alert] = []
+    readings = maintenance = 0
 
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -177,11 +142,15 @@ def run_backtest(
 
     for event in events:
         device_id = event.device_id
-        if not admit(event):
+        reason = engine.refusal(event)
+        if reason is not None:
+            if engine.refused < 10:
+                log.warning("backtest.event_refused", device_id=device_id, reason=reason)
+            engine.refused += 1
             continue
+        step = engine.feed(event)
+        alerts += step.alerts
         if isinstance(event, Telemetry):
-            step = scorer.on_telemetry(states.get(device_id), event)
-            states[device_id] = step.state
             prediction = step.predictions[0]
             t = event.ts.timestamp()
             group = prediction.group
@@ -196,8 +165,6 @@ def run_backtest(
                 model_eval.observe_alert(alert)
                 if alert.action == "raise" and len(raised) < MAX_KEPT_ALERTS:
                     raised.append(alert)
-            if step.examples:
-                learn(step.examples)
             anomaly = prediction.anomaly_score
             anomaly_eval.observe_scores(device_id, group, t, anomaly)
             if anomaly_only.step(device_id, anomaly, t):
@@ -206,7 +173,9 @@ def run_backtest(
             expert_eval.observe_scores(device_id, group, t, expert)
             if expert_only.step(device_id, expert, t):
                 expert_eval.observe_raise(device_id, t)
-            positive, rose = counter_rules.fires(device_id, event.metrics, scorer.counters())
+            positive, rose = counter_rules.fires(
+                device_id, event.metrics, engine.counters(device_id)
+            )
             fired = rule.fires(device_id, event.metrics) if rule is not None else rose
             for evaluator, fires in (
                 (baseline_eval, fired),
@@ -227,8 +196,6 @@ def run_backtest(
             if progress is not None and readings % progress_every == 0:
                 progress(readings)
         elif isinstance(event, MaintenanceEvent):
-            step = scorer.on_maintenance(states.get(device_id), event)
-            states[device_id] = step.state
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
             for evaluator in evaluators:
@@ -236,19 +203,16 @@ def run_backtest(
             new_life(device_id)
             maintenance += 1
         else:
-            step = scorer.on_failure(states.get(device_id), event)
-            states[device_id] = step.state
             for alert in step.alerts:
                 model_eval.observe_alert(alert)
-                if alert.action == "raise" and len(raised) < MAX_KEPT_ALERTS:
-                    raised.append(alert)
-            if step.examples:
-                learn(step.examples)
             for evaluator in evaluators:
                 evaluator.observe_failure(device_id, event.ts)
             new_life(device_id)
             failed.append(device_id)
             failure_times.setdefault(device_id, []).append(event.ts.timestamp())
+    for alert in engine.finish().alerts:
+        alerts.append(alert)
+        model_eval.observe_alert(alert)
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     if progress is not None:
@@ -256,9 +220,13 @@ def run_backtest(
     for evaluator in evaluators:
         evaluator.finish(ground_truth)
     sizes = [
-        len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)) for state in states.values()
+        len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        for state in engine.states.values()
     ]
-    log.info("backtest.done", readings=readings, seconds=round(seconds, 2), examples=examples)
+    training = engine.training
+    log.info(
+        "backtest.done", readings=readings, seconds=round(seconds, 2), examples=training.examples
+    )
     return BacktestResult(
         config=config,
         model=model_eval,
@@ -269,22 +237,24 @@ def run_backtest(
         rule_budgeted=expert_eval,
         readings=readings,
         failures=len(failed),
-        devices=len(states),
-        examples=examples,
-        positives=positives,
-        models_published=published,
+        devices=len(engine.states),
+        examples=training.examples,
+        positives=training.positives,
+        models_published=engine.published,
         seconds=seconds,
         cpu_seconds=cpu_seconds,
         peak_rss_mb=peak_rss_mb(),
         state_bytes=sizes,
         series=series,
         failed_devices=list(dict.fromkeys([*failed, *(ground_truth or {})])),
-        model_versions={group: scorer.model_version(group) for group in trainers},
-        counters=scorer.counters(),
+        model_versions={group: engine.model_version(group) for group in training.trainers},
+        counters=engine.all_counters(),
         failure_times=failure_times,
         maintenance=maintenance,
         rule_counters=tuple(rule_counters),
-        alerts_allowed=scorer.policy.budget.accrued if scorer.policy.budget is not None else None,
+        alerts_allowed=engine.alerts_allowed(),
         raised=raised,
-        refused=refused,
+        refused=engine.refused,
+        partitions=partitions,
+        alerts=alerts,
     )

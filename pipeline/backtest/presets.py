@@ -48,7 +48,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "alert_budget": None,
         "high_mark": 0.5,
         "alert_k": 3,
-        "publish_every": 200,
         "budget_period": DAY,
     },
     "csv": {

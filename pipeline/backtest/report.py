@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.backtest.driver import BacktestResult
 from pipeline.datasets import Dataset
 from pipeline.engine import EngineConfig
+from schemas import Alert
 
 VARIANTS = (
     "model",
@@ -221,6 +222,13 @@ def strip_timing(report: Mapping[str, Any]) -> dict[str, Any]:
 def write_report(report: Mapping[str, Any], path: Path) -> None:
     """Write ``report.json`` (sorted keys, so identical runs give identical files)."""
     path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def write_alerts(alerts: Iterable[Alert], path: Path) -> None:
+    """Write ``alerts.jsonl``: one ``Alert`` per line, the JSON the worker publishes."""
+    with path.open("w") as out:
+        for alert in alerts:
+            out.write(alert.model_dump_json() + "\n")
 
 
 def _pct(value: float | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
@@ -18,12 +19,14 @@ from pipeline.backtest import PRESETS, dataset_report, run_backtest, summary, wr
 from pipeline.backtest.page import page_data
 from pipeline.backtest.plots import write_plot
 from pipeline.backtest.presets import FOLLOW_HORIZON, RULE_COUNTERS, horizon_durations
+from pipeline.backtest.report import write_alerts
 from pipeline.cli import app
 from pipeline.datasets import FORMATS, OPTION_KEYS, Dataset, Event, open_dataset
 from pipeline.durations import parse_duration
 from pipeline.engine import EngineConfig
 from pipeline.errors import ConfigError
 from pipeline.logging import configure_logging
+from pipeline.settings import Settings
 from schemas import Telemetry
 
 _OPTION_HELP = "Keys: " + "; ".join(
@@ -81,6 +84,20 @@ def _limited(events: Iterator[Event], limit: int | None) -> Iterator[Event]:
         elif last_ts is not None and event.ts > last_ts and seen >= limit:
             return
         yield event
+
+
+def deployed_partitions() -> int:
+    """``FOREWARN_TOPIC_PARTITIONS`` as the deployment reads it (4 when unset)."""
+    value = os.environ.get("FOREWARN_TOPIC_PARTITIONS", "").strip()
+    if not value:
+        return Settings.model_fields["topic_partitions"].default  # type: ignore[no-any-return]
+    try:
+        partitions = int(value)
+    except ValueError:
+        partitions = 0
+    if partitions < 1:
+        raise ConfigError(f"bad FOREWARN_TOPIC_PARTITIONS {value!r}: a whole number >= 1")
+    return partitions
 
 
 PLAIN_PROGRESS_EVERY = 100_000
@@ -176,6 +193,14 @@ def backtest(
         int | None, typer.Option(min=1, help="Stop after this many readings (a slice).")
     ] = None,
     plot: Annotated[bool, typer.Option(help="Write the PNG.")] = True,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Input partitions to simulate (default: FOREWARN_TOPIC_PARTITIONS, else 4), "
+            "so the alerts equal a deployment's with that many telemetry partitions.",
+        ),
+    ] = None,
     device_column: Annotated[
         str | None, typer.Option(help="csv: device id column (a name or a 1-based position).")
     ] = None,
@@ -284,14 +309,16 @@ def backtest(
             ground_truth=dataset.ground_truth_failures,
             progress=_progress(console, progress, task),
             keep_series=lambda _device: plot,
+            partitions=partitions if partitions is not None else deployed_partitions(),
         )
     report = dataset_report(result, dataset)
     report["page"] = page_data(result, dataset.time_unit_seconds)  # for `forewarn report`
     out_dir = report_dir or Path("reports") / dataset.name
     out_dir.mkdir(parents=True, exist_ok=True)
     write_report(report, out_dir / "report.json")
+    write_alerts(result.alerts, out_dir / "alerts.jsonl")
     typer.echo(summary(report))
-    written = [out_dir / "report.json"]
+    written = [out_dir / "report.json", out_dir / "alerts.jsonl"]
     if plot:
         write_plot(result, report, out_dir / "backtest.png", dataset.time_unit_seconds)
         written.append(out_dir / "backtest.png")

@@ -87,12 +87,15 @@ class EngineConfig:
     entries cover a horizon, the rest is headroom for provisional entries."""
 
     publish_interval: timedelta | None = None
-    """Event time between two model versions of a group (``None``: ``horizon /
-    label_slots``). The first version is published as soon as both classes have been
-    seen ``min_positives`` times each."""
+    """Length of a model epoch in event time (``None``: ``horizon / label_slots``): a
+    group's model gets a new version at the end of every epoch with new examples, the
+    first once both classes have been seen ``min_positives`` times each."""
 
-    publish_every: int | None = None
-    """Also publish after this many new examples (``None``: event-time schedule only)."""
+    allowed_lateness: timedelta | None = None
+    """How far behind its partition's newest reading a failure or verdict may arrive and
+    still label the model epoch of its own time (``None``: ``horizon / 8``, 1.75 days for
+    a 14-day horizon; ``pipeline/engine/schedule.py``). A new model scores from
+    ``publish_interval + allowed_lateness`` after its epoch ends."""
 
     min_positives: int = 10
     """Examples of each class a group's trainer needs before its first model is
@@ -149,7 +152,10 @@ class EngineConfig:
             (self.label_slots >= 1, "label_slots must be at least 1"),
             (self.max_pending >= 1, "max_pending must be at least 1"),
             (self.kind_evidence >= 1, "kind_evidence must be at least 1"),
-            (self.publish_every is None or self.publish_every >= 1, "publish_every must be >= 1"),
+            (
+                self.allowed_lateness is None or self.allowed_lateness >= timedelta(0),
+                "allowed_lateness must not be negative",
+            ),
             (
                 self.publish_interval is None or self.publish_interval > timedelta(0),
                 "publish_interval must be positive",
@@ -191,6 +197,13 @@ class EngineConfig:
     def slot_seconds(self) -> float:
         """Width of one label-buffer slot, in seconds."""
         return self.horizon.total_seconds() / self.label_slots
+
+    @property
+    def allowed_lateness_seconds(self) -> float:
+        """``allowed_lateness`` in seconds (its default resolved)."""
+        if self.allowed_lateness is not None:
+            return self.allowed_lateness.total_seconds()
+        return self.horizon.total_seconds() / 8
 
     @property
     def publish_interval_seconds(self) -> float:

@@ -207,6 +207,8 @@ class FleetModel:
     pipeline: Pipeline
     examples_seen: int = 0
     positives_seen: int = 0
+    epoch: int = -1
+    """The newest event-time epoch learnt (``pipeline/engine/schedule.py``)."""
 
 
 @dataclass
@@ -342,16 +344,15 @@ def _sigmoid(z: float) -> float:
 
 
 class Trainer:
-    """One model group's fleet model: learns from examples, publishes snapshots.
+    """One model group's fleet model: learns whole epochs of examples, publishes snapshots.
 
-    Examples are learnt through a small seeded shuffle buffer: positives arrive in
-    bursts (every buffered reading of a device when it fails) and plain SGD would take
-    them as a run of same-label steps. The buffer is flushed before every snapshot.
-
-    Publishing (:meth:`due`) follows event time, never the wall clock: the first
-    version as soon as ``min_positives`` examples of each class have been learnt, then
-    one whenever the newest example is ``publish_interval`` newer than the one the
-    last version saw (and, if ``publish_every`` is set, after that many examples).
+    An epoch's examples are learnt together, in an order that depends on nothing but
+    their content (sorted by the caller, then shuffled with a generator seeded by group
+    and epoch): positives arrive in bursts (every buffered reading of a device when it
+    fails) and plain SGD would take them as a run of same-label steps. After an epoch
+    with new examples a version is due, the first one only once ``min_positives``
+    examples of each class have been learnt. Nothing depends on the wall clock or on
+    the order in which examples reached the trainer.
     """
 
     def __init__(self, config: EngineConfig, group: str) -> None:
@@ -359,47 +360,34 @@ class Trainer:
         self.group = group
         self.pipeline: Pipeline = FLEET_MODELS[config.fleet_model](config)
         self.version = 0
+        self.epoch = -1
         self.examples_seen = 0
         self.positives_seen = 0
-        self.newest_ts = -math.inf
-        """Event time (POSIX) of the newest example learnt."""
-        self._published_ts = -math.inf
-        self._interval_s = config.publish_interval_seconds
         self._since_publish = 0
-        self._buffer: list[tuple[dict[str, float], bool, float]] = []
-        self._rng = random.Random(f"{config.seed}|{group}")
-        self._buffer_size = int(config.extra.get("shuffle_buffer", 64))
 
-    def learn(self, example: TrainingExample) -> None:
-        """Learn one ``TrainingExample`` of this group (buffered, see the class doc)."""
+    def learn_epoch(self, epoch: int, examples: Sequence[TrainingExample]) -> FleetModel | None:
+        """Learn epoch ``epoch``'s examples (canonically ordered); return the new version
+        if one is due, else ``None``."""
+        weighted = self.config.weighted_negatives
         # Example weights count the readings a buffered entry stands for, divided by the
         # negative rate; learnt as is only with ``weighted_negatives`` (see docs/engine.md).
-        weight = example.weight if self.config.weighted_negatives else 1.0
-        self._buffer.append((example.features, example.label, weight))
-        t = example.ts.timestamp()
-        self.newest_ts = max(self.newest_ts, t)
-        self.examples_seen += 1
-        self.positives_seen += int(example.label)
-        self._since_publish += 1
-        if len(self._buffer) >= self._buffer_size:
-            self._flush()
+        batch = [(e.features, e.label, e.weight if weighted else 1.0) for e in examples]
+        random.Random(f"{self.config.seed}|{self.group}|{epoch}").shuffle(batch)
+        learn = self.pipeline.learn_one
+        for x, y, w in batch:
+            learn(x, y, w=w)
+            self.positives_seen += int(y)
+        self.examples_seen += len(batch)
+        self._since_publish += len(batch)
+        self.epoch = epoch
+        return self.model() if self.due() else None
 
     def learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> None:
-        """River-style alias: learn one feature dict with its label and weight."""
-        self._buffer.append((x, y, w))
+        """River-style: learn one feature dict with its label and weight at once."""
+        self.pipeline.learn_one(x, y, w=w)
         self.examples_seen += 1
         self.positives_seen += int(y)
         self._since_publish += 1
-        if len(self._buffer) >= self._buffer_size:
-            self._flush()
-
-    def _flush(self) -> None:
-        buffer = self._buffer
-        self._rng.shuffle(buffer)
-        learn = self.pipeline.learn_one
-        for x, y, w in buffer:
-            learn(x, y, w=w)
-        self._buffer = []
 
     @property
     def negatives_seen(self) -> int:
@@ -413,21 +401,26 @@ class Trainer:
         if self.version == 0:
             need = self.config.min_positives
             return self.positives_seen >= need and self.negatives_seen >= need
-        every = self.config.publish_every
-        if every is not None and self._since_publish >= every:
-            return True
-        return self.newest_ts >= self._published_ts + self._interval_s
+        return True
+
+    def resume(self, model: FleetModel) -> None:
+        """Continue from a published snapshot (a restarted trainer)."""
+        self.pipeline = copy.deepcopy(model.pipeline)
+        self.version = model.version
+        self.epoch = model.epoch
+        self.examples_seen = model.examples_seen
+        self.positives_seen = model.positives_seen
+        self._since_publish = 0
 
     def model(self) -> FleetModel:
         """Publish a new version: a deep copy of the pipeline (copy-on-publish)."""
-        self._flush()
         self.version += 1
         self._since_publish = 0
-        self._published_ts = self.newest_ts
         return FleetModel(
             group=self.group,
             version=self.version,
             pipeline=copy.deepcopy(self.pipeline),
             examples_seen=self.examples_seen,
             positives_seen=self.positives_seen,
+            epoch=self.epoch,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -138,6 +139,31 @@ class Scorer:
         self._max_pending = config.max_pending
         self._slot_s = config.slot_seconds
         self._period: int | None = None
+
+    # -- persistence ----------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, object]:
+        """The partition-local state, without compiled models and caches (a lane's
+        changelog record); :meth:`restore_models` puts the models back."""
+        state = self.__dict__.copy()
+        state["_models"] = {}
+        state["_layouts"] = {}
+        state["_metric_sets"] = {}
+        state["_profiling"] = {}
+        state["_kinds_version"] = -1
+        state["_restore"] = {group: m.snapshot.version for group, m in self._models.items()}
+        return state
+
+    def restore_models(self, models: Iterable[FleetModel]) -> list[str]:
+        """After unpickling: install the exact versions that were installed (no re-tune).
+
+        Returns the groups whose version is not among ``models``.
+        """
+        wanted: dict[str, int] = self.__dict__.pop("_restore", {})
+        for model in models:
+            if wanted.get(model.group) == model.version:
+                self._models[model.group] = ScoringModel.compile(model)
+        return sorted(group for group in wanted if group not in self._models)
 
     # -- models -----------------------------------------------------------------
 
@@ -499,6 +525,7 @@ class Scorer:
                         "label": item.label,
                         "weight": item.weight,
                         "source": item.source,
+                        "emitted_at": None,
                     },
                 )
             )

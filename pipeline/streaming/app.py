@@ -1,27 +1,27 @@
-"""The Faust application: agents that drive the engine over Kafka, and their I/O.
+"""The Faust application: wiring of the worker's parts to Kafka, the tables and InfluxDB.
 
 Built by :func:`create_app` (no module-level app, no hard-coded broker). Data flows
 one way, as in DESIGN.md:
 
 - ``device_events`` reads ``telemetry``, ``failures`` and ``feedback`` (co-partitioned
-  by ``device_id``), runs each message through the :class:`Processor`, and at every
-  checkpoint writes points to InfluxDB, alerts / training examples / rejects to Kafka,
-  the new device states to the table, and only then acknowledges the messages;
-- ``train`` reads ``training-examples`` (keyed by model group) and publishes signed
-  fleet-model snapshots to ``models``; its messages are acknowledged only once a
-  snapshot containing them is on the topic;
-- a task follows ``models`` on every worker and installs verified snapshots.
+  by ``device_id``) and hands each message to the :class:`ScoringLoop` (one engine lane
+  per input partition, the model barrier); what comes out is routed to the
+  :class:`Checkpointer` (points, alerts, training examples, markers, rejects, states),
+  whose ``commit()`` makes it durable in order and only then acknowledges the input;
+- ``train`` reads ``training-examples`` into the :class:`TrainingLoop`, which closes
+  event-time epochs and publishes signed snapshots and ``EpochClosed`` records to
+  ``models``;
+- a task follows ``models`` on every worker (:class:`ModelRegistry`) and wakes the
+  lanes waiting for an epoch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,19 +31,25 @@ from pydantic import ValidationError
 
 from pipeline import topics
 from pipeline.catalogue_file import load_catalogue
-from pipeline.engine import EngineConfig, Evaluator, FleetModel, Scorer, Trainer
+from pipeline.engine import EngineConfig, Evaluator, FleetModel
+from pipeline.engine.lane import Lane
 from pipeline.security import faust_broker_credentials, kafka_options
 from pipeline.settings import Settings
+from pipeline.streaming import faust_adapter
+from pipeline.streaming.checkpoint import Checkpointer, Staged
+from pipeline.streaming.counters import Counters
 from pipeline.streaming.health import HealthReporter
 from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
 from pipeline.streaming.intake import Rejection, describe_validation_error, rejected
-from pipeline.streaming.models import ModelRegistry
-from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome, Processor, Source
+from pipeline.streaming.models import ModelRegistry, epoch_key
+from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome
 from pipeline.streaming.published import PublishedAlerts
 from pipeline.streaming.rollup import Rollup
+from pipeline.streaming.scoring import ScoringLoop, ScoringPorts
 from pipeline.streaming.signing import seal, sign_snapshot, unseal
 from pipeline.streaming.sink import InfluxSink
-from schemas import Rejected, TrainingExample
+from pipeline.streaming.training import LANE_KEY_PREFIX, TrainingLoop, lane_key
+from schemas import EpochClosed, LaneWatermark, Rejected, TrainingExample
 
 log = structlog.get_logger(__name__)
 
@@ -55,12 +61,14 @@ Stream = Any
 YIELD_EVERY = 32
 """Messages the agent handles before it yields to the event loop."""
 
-MODEL_PUBLISH_INTERVAL_S = 2.0
-"""A trainer with unpublished examples publishes at least this often, even if not due."""
-
-
 RECORD_CACHE_SIZE = 250_000
 """Device records kept unpickled in memory; the table (RocksDB + changelog) holds all."""
+
+DEVICES, LANES = "device-state", "lane-state"
+"""The two tables: device records by ``device_id``, lane states by input partition."""
+
+LANE_IDLE_S = 10.0
+"""Wall time without new messages after which a caught-up partition's lane is idle."""
 
 
 class RecordCache:
@@ -86,29 +94,6 @@ class RecordCache:
         self._items.clear()
 
 
-@dataclass(frozen=True, slots=True)
-class Staged:
-    """A device's newest record, sealed when it was made, and the message that made it.
-
-    The engine updates a device's state in place, so the record object keeps changing
-    as later messages arrive; the sealed bytes are the state as of ``event`` and are what
-    the table receives once the checkpoint covering ``event`` is durable.
-    """
-
-    record: DeviceRecord
-    sealed: bytes
-    event: Event
-
-
-@dataclass
-class Checkpoint:
-    """Work done since the last checkpoint: what must be durable before the acks."""
-
-    events: list[Event] = field(default_factory=list)
-    states: dict[str, Staged] = field(default_factory=dict)
-    sends: list[Awaitable[Any]] = field(default_factory=list)
-
-
 class Worker:
     """Everything one worker process holds besides Faust itself."""
 
@@ -117,8 +102,8 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.config = config
-        self.scorer = Scorer(config, load_catalogue(settings.metric_catalogue))
-        self.processor = Processor(self.scorer, settings.topic_prefix)
+        self.catalogue = load_catalogue(settings.metric_catalogue)
+        self.counters = Counters()
         self.evaluator = Evaluator(config.horizon.total_seconds())
         self.published = published
         self.writer = InfluxWriter(settings)
@@ -131,38 +116,16 @@ class Worker:
         self.rollup = Rollup(
             period_s=settings.rollup_period_s, worker=settings.worker_id, run=uuid.uuid4().hex[:8]
         )
-        self.models = ModelRegistry(settings.model_signing_key, self.scorer.install)
-        self.trainers: dict[str, Trainer] = {}
-        self.pending = Checkpoint()
+        self.models = ModelRegistry(settings.model_signing_key, settings.topic_partitions)
         self.records = RecordCache(RECORD_CACHE_SIZE)
-        self.checkpoint_lock = asyncio.Lock()
-        self.readings = 0
-        self.rejected = 0
-        self.duplicates = 0
-        self.offset_resets = 0
-        self.partition_changes = 0
-        self.internal_errors = 0
-        self.last_offsets: dict[tuple[str, int], int] = {}
-        self.labels: dict[tuple[str, bool], int] = {}
+        self.scoring: ScoringLoop
+        self.training: TrainingLoop
+        self.checkpoint: Checkpointer
 
-    def trainer(self, group: str) -> Trainer:
-        """This worker's trainer of ``group``, resumed from the newest published model."""
-        trainer = self.trainers.get(group)
-        if trainer is None:
-            trainer = Trainer(self.config, group)
-            latest = self.models.latest.get(group)
-            if latest is not None:
-                resume(trainer, latest[1])
-            self.trainers[group] = trainer
-        return trainer
-
-
-def resume(trainer: Trainer, model: FleetModel) -> None:
-    """Continue training from a published snapshot instead of from scratch."""
-    trainer.pipeline = copy.deepcopy(model.pipeline)
-    trainer.version = model.version
-    trainer.examples_seen = model.examples_seen
-    trainer.positives_seen = model.positives_seen
+    def model_version(self, group: str) -> int:
+        """Newest version of ``group``'s model this worker has received (0: none)."""
+        model = self.models.latest(group)
+        return model.version if model is not None else 0
 
 
 def _faust_settings(settings: Settings) -> dict[str, Any]:
@@ -185,66 +148,156 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "producer_linger": 0.02,
         "producer_max_batch_size": 1024 * 1024,
         "processing_guarantee": "at_least_once",
+        # Messages wait unacknowledged on purpose (behind the model barrier, or until
+        # their epoch is published); a rebalance must not wait for them: the checkpoint
+        # is committed on revoke and the new owner re-reads what was not.
+        "stream_wait_empty": False,
         "broker_credentials": faust_broker_credentials(settings),
     }
 
 
+class _Ports:
+    """The checkpoint's I/O on this worker: InfluxDB sink, dead-letter topic, tables, acks."""
+
+    def __init__(self, worker: Worker, dead_letter: Any, tables: dict[str, Any]) -> None:
+        self._worker = worker
+        self._dead_letter = dead_letter
+        self._tables = tables
+        self.stream: Stream = None
+
+    def points_buffered(self) -> bool:
+        return bool(self._worker.sink.buffered)
+
+    async def write_points(self) -> list[tuple[str, str]]:
+        worker = self._worker
+        worker.sink.add(worker.rollup.drain())
+        await worker.sink.flush()
+        return worker.sink.take_refused()
+
+    async def dead_letter_points(self, refused: list[tuple[str, str]]) -> list[Awaitable[Any]]:
+        deliveries = []
+        for point, reason in refused:
+            envelope = rejected(
+                Rejection(f"InfluxDB refused the point: {reason}"),
+                topic="influxdb",
+                partition=None,
+                offset=None,
+                key=None,
+                value=point.encode(),
+            )
+            self._worker.counters.rejected += 1
+            deliveries.append(
+                await self._dead_letter.send(value=envelope.model_dump_json().encode())
+            )
+        return deliveries
+
+    def write_state(self, table: str, key: bytes, value: bytes, event: Event) -> None:
+        faust_adapter.write_as(self.stream, event, self._tables[table], key, value)
+
+    async def ack(self, event: Event) -> None:
+        await self.stream.ack(event)
+
+
 def create_app(settings: Settings, config: EngineConfig, published: PublishedAlerts) -> faust.App:
     """Build the Faust app and its agents for one worker process."""
-    app: Any = faust.App(settings.worker_id, **_faust_settings(settings))
+    app: Any = faust.App(settings.group_id, **_faust_settings(settings))
     worker = Worker(settings, config, published)
     app.forewarn = worker  # reachable from tests and tasks
+    counters = worker.counters
+    signing_key = settings.model_signing_key
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(*(settings.topic(name) for name in INPUT_TOPICS), **raw)
+    input_names = [settings.topic(name) for name in INPUT_TOPICS]
+    inputs = app.topic(*input_names, **raw)
     alerts_topic = app.topic(settings.topic(topics.ALERTS), **raw)
     examples_topic = app.topic(settings.topic(topics.TRAINING_EXAMPLES), **raw)
     dead_letter_topic = app.topic(settings.topic(topics.DEAD_LETTER), **raw)
     models_topic = app.topic(settings.topic(topics.MODELS), **raw)
-    # Values are pickles sealed with the signing key: the changelog is a Kafka topic, so
-    # its bytes are checked (HMAC) before they are unpickled.
-    table = app.Table(
-        "device-state",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.topic_partitions,
-        changelog_topic=app.topic(
-            settings.topic(topics.DEVICE_STATE_CHANGELOG),
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.topic_partitions,
-            compacting=True,
-        ),
-    )
-    key = settings.model_signing_key
-    streams: dict[str, Stream] = {}
 
-    def current_record(device_key: bytes) -> DeviceRecord | None:
+    def table(name: str, changelog: str) -> Any:
+        # Values are pickles sealed with the signing key: the changelog is a Kafka topic,
+        # so its bytes are checked (HMAC) before they are unpickled.
+        return app.Table(
+            name,
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.topic_partitions,
+            changelog_topic=app.topic(
+                settings.topic(changelog),
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=settings.topic_partitions,
+                compacting=True,
+            ),
+        )
+
+    tables = {
+        DEVICES: table(DEVICES, topics.DEVICE_STATE_CHANGELOG),
+        LANES: table(LANES, topics.LANE_STATE_CHANGELOG),
+    }
+    ports = _Ports(worker, dead_letter_topic, tables)
+
+    def state_written(name: str, key: bytes, record: Any) -> None:
+        if name == DEVICES:
+            worker.records.put(key.decode(), record)
+
+    def stage_lanes() -> None:
+        # Called by the checkpoint as it takes the batch: the lanes' state is then
+        # exactly the state after the batch's messages.
+        for partition, slot in worker.scoring.slots.items():
+            event = slot.last_event
+            if slot.changed and event is not None:
+                slot.changed = False
+                staged = Staged(slot.lane, seal(signing_key, slot.lane), event)
+                checkpoint.stage(LANES, str(partition).encode(), staged)
+
+    checkpoint = worker.checkpoint = Checkpointer(
+        ports,
+        pause_after_points_s=settings.fault_pause_after_points_s,
+        on_state_written=state_written,
+        before_commit=stage_lanes,
+    )
+
+    # -- scoring ------------------------------------------------------------------------
+
+    def record_of(device_key: bytes) -> DeviceRecord | None:
         try:
             device_id = device_key.decode()
         except UnicodeDecodeError:
             return None  # not a device id: intake rejects the message
-        staged = worker.pending.states.get(device_id)
+        staged = checkpoint.staged(DEVICES, device_key)
         if staged is not None:
-            return staged.record
+            return cast(DeviceRecord, staged.record)
         record = worker.records.get(device_id)
         if record is not None:
             return record
-        sealed = table.get(device_key)
+        sealed = tables[DEVICES].get(device_key)
         if sealed is None:
             return None
-        record = cast(DeviceRecord, unseal(key, sealed))
+        record = cast(DeviceRecord, unseal(signing_key, sealed))
         worker.records.put(device_id, record)
         return record
 
-    @app.on_partitions_revoked.connect
-    async def forget_records(*_: Any, **__: Any) -> None:
-        # Another worker may own these devices now: read them from the table again.
-        worker.records.clear()
+    def load_lane(partition: int) -> Lane | None:
+        key = str(partition).encode()
+        staged = checkpoint.staged(LANES, key)
+        sealed = staged.sealed if staged is not None else tables[LANES].get(key)
+        if sealed is None:
+            return None
+        lane = cast(Lane, unseal(signing_key, sealed))
+        missing = lane.scorer.restore_models(worker.models.models_as_of(lane.installed))
+        if missing:
+            log.warning("lane_models_missing", partition=partition, groups=missing)
+            lane.install(lane.installed, worker.models.models_as_of(lane.installed))
+        log.info("lane_restored", partition=partition, watermark=lane.watermark)
+        return lane
+
+    async def send(topic: Any, key: bytes | None, value: bytes, **kwargs: Any) -> None:
+        checkpoint.add_send(await topic.send(key=key, value=value, **kwargs))
 
     async def send_rejected(envelope: Rejected) -> None:
-        worker.rejected += 1
+        counters.rejected += 1
         log.warning(
             "message_rejected",
             topic=envelope.source_topic,
@@ -252,20 +305,32 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             offset=envelope.offset,
             reason=envelope.reason,
         )
-        key = envelope.key if envelope.key is not None else None
-        fut = await dead_letter_topic.send(key=key, value=envelope.model_dump_json().encode())
-        worker.pending.sends.append(fut)
+        await send(dead_letter_topic, envelope.key, envelope.model_dump_json().encode())
 
-    async def route(outcome: Outcome, event: Event) -> None:
+    async def send_marker(partition: int, complete_through: int, idle: bool) -> None:
+        value = LaneWatermark(
+            partition=partition, complete_through=complete_through, idle=idle
+        ).model_dump_json()
+        for training_partition in range(settings.topic_partitions):
+            await send(
+                examples_topic, lane_key(partition), value.encode(), partition=training_partition
+            )
+
+    async def route(outcome: Outcome, event: Event, own: bool) -> None:
+        """Stage what ``outcome`` caused; ``own``: it is ``event``'s own outcome (not that
+        of a failure the event's lane released)."""
         message = event.message
+        if own:
+            counters.last_offsets[(message.topic, message.partition)] = message.offset
+            checkpoint.add_event(event)
         if outcome.internal_error:
-            worker.internal_errors += 1
+            counters.internal_errors += 1
         if outcome.offset_reset or outcome.partition_change:
             kind = "offset_reset" if outcome.offset_reset else "partition_change"
             if outcome.offset_reset:
-                worker.offset_resets += 1
+                counters.offset_resets += 1
             else:
-                worker.partition_changes += 1
+                counters.partition_changes += 1
             log.warning(
                 kind,
                 device_id=outcome.device_id,
@@ -274,14 +339,18 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                 offset=message.offset,
             )
         if outcome.device_id is not None and outcome.record is not None:
-            worker.pending.states[outcome.device_id] = Staged(
-                outcome.record, seal(key, outcome.record), event
+            checkpoint.stage(
+                DEVICES,
+                outcome.device_id.encode(),
+                Staged(outcome.record, seal(signing_key, outcome.record), event),
             )
         if outcome.rejected is not None:
             await send_rejected(outcome.rejected)
             return
+        if outcome.deferred:
+            return
         if outcome.duplicate:
-            worker.duplicates += 1
+            counters.duplicates += 1
             log.info(
                 "duplicate_skipped",
                 device_id=outcome.device_id,
@@ -295,7 +364,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         alert_open = outcome.record.state is not None and outcome.record.state.alert_id is not None
         for prediction in outcome.predictions:
             worker.rollup.offer(prediction, alert_open=alert_open)
-            worker.readings += 1
+            counters.readings += 1
             worker.evaluator.observe_prediction(prediction)
         for failure in outcome.failures:
             worker.evaluator.observe_failure(failure.device_id, failure.ts)
@@ -303,177 +372,161 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             worker.evaluator.observe_alert(alert)
             if alert in worker.published:
                 continue
-            fut = await alerts_topic.send(
-                key=alert.device_id.encode(), value=alert.model_dump_json().encode()
-            )
+            await send(alerts_topic, alert.device_id.encode(), alert.model_dump_json().encode())
             worker.published.add(alert)
-            worker.pending.sends.append(fut)
         for example in outcome.examples:
             label_key = (example.group, example.label)
-            worker.labels[label_key] = worker.labels.get(label_key, 0) + 1
-            fut = await examples_topic.send(
-                key=example.group.encode(), value=example.model_dump_json().encode()
-            )
-            worker.pending.sends.append(fut)
+            counters.labels[label_key] = counters.labels.get(label_key, 0) + 1
+            await send(examples_topic, example.group.encode(), example.model_dump_json().encode())
 
-    async def checkpoint() -> None:
-        """Make the batch durable in order: points, Kafka outputs, state; then ack."""
-        async with worker.checkpoint_lock:
-            batch = worker.pending
-            if not batch.events and not worker.sink.buffered:
-                return
-            # Staged states stay readable while the sink may block on an outage.
-            worker.pending = Checkpoint(states=dict(batch.states))
-            started = time.monotonic()
-            worker.sink.add(worker.rollup.drain())
-            await worker.sink.flush()
-            for point, reason in worker.sink.take_refused():
-                envelope = rejected(
-                    Rejection(f"InfluxDB refused the point: {reason}"),
-                    topic="influxdb",
-                    partition=None,
-                    offset=None,
-                    key=None,
-                    value=point.encode(),
-                )
-                worker.rejected += 1
-                batch.sends.append(
-                    await dead_letter_topic.send(value=envelope.model_dump_json().encode())
-                )
-            flushed = time.monotonic()
-            if batch.sends:
-                await asyncio.gather(*batch.sends)
-            sent = time.monotonic()
-            if settings.fault_pause_after_points_s and batch.states:
-                log.warning("checkpoint_paused", states=len(batch.states))
-                await asyncio.sleep(settings.fault_pause_after_points_s)
-            stream = streams["device_events"]
-            for device_id, staged in batch.states.items():
-                stream._set_current_event(staged.event)  # the table writes to its partition
-                table[device_id.encode()] = staged.sealed
-                worker.records.put(device_id, staged.record)
-            stream._set_current_event(None)
-            for device_id, staged in batch.states.items():
-                if worker.pending.states.get(device_id) is staged:
-                    del worker.pending.states[device_id]
-            for event in batch.events:
-                await stream.ack(event)
-            log.debug(
-                "checkpoint",
-                events=len(batch.events),
-                states=len(batch.states),
-                sends=len(batch.sends),
-                flush_ms=round((flushed - started) * 1000, 1),
-                sends_ms=round((sent - flushed) * 1000, 1),
-                state_ms=round((time.monotonic() - sent) * 1000, 1),
-            )
+    scoring = worker.scoring = ScoringLoop(
+        config,
+        worker.models,
+        counters,
+        ScoringPorts(
+            record_of=record_of,
+            route=route,
+            send_marker=send_marker,
+            load_lane=load_lane,
+            pause=lambda p: faust_adapter.pause(app, input_names, p),
+            resume=lambda p: faust_adapter.resume(app, input_names, p),
+        ),
+        topic_prefix=settings.topic_prefix,
+        catalogue=worker.catalogue,
+    )
+
+    async def commit() -> None:
+        stats = await checkpoint.commit()
+        if stats is not None:
+            log.debug("checkpoint", **asdict(stats))
+
+    @app.on_partitions_revoked.connect
+    async def forget(_: Any, revoked: Any = (), *__: Any, **___: Any) -> None:
+        # Make what was processed durable while the partitions are still ours; another
+        # worker may own them next, so their state is read from the tables again when
+        # they come back, and what waited (unacknowledged) is re-read by the new owner.
+        if ports.stream is not None:
+            await commit()
+        worker.records.clear()
+        scoring.forget({tp.partition for tp in revoked if tp.topic == input_names[0]})
+        worker.training.forget(
+            {tp.partition for tp in revoked if tp.topic == settings.topic(topics.TRAINING_EXAMPLES)}
+        )
 
     @app.agent(inputs)
     async def device_events(stream: Stream) -> None:
-        manual = streams["device_events"] = stream.noack()
+        manual = ports.stream = stream.noack()
+        await worker.models.caught_up.wait()
+        handled = 0
         async for event in manual.events():
-            message = event.message
-            source = Source(message.topic, message.partition, message.offset)
-            key = message.key if isinstance(message.key, bytes) else None
-            value = message.value if isinstance(message.value, bytes) else None
-            device_key = key if key is not None else b""
-            try:
-                record = current_record(device_key)
-            except Exception as error:  # an unreadable stored record: this message only
-                log.exception("device_record_unreadable", key=device_key[:80])
-                outcome = Outcome(
-                    internal_error=True,
-                    rejected=rejected(
-                        Rejection(f"device record unreadable: {type(error).__name__}: {error}"),
-                        topic=source.topic,
-                        partition=source.partition,
-                        offset=source.offset,
-                        key=key,
-                        value=value,
-                    ),
-                )
-            else:
-                outcome = worker.processor.handle(source, key, value, record)
-            if outcome.device_id is not None and outcome.device_id.encode() != device_key:
-                outcome = Outcome(
-                    rejected=rejected(
-                        Rejection("message key is not its device_id"),
-                        topic=source.topic,
-                        partition=source.partition,
-                        offset=source.offset,
-                        key=key,
-                        value=value,
-                    )
-                )
-            await route(outcome, event)
-            worker.pending.events.append(event)
-            worker.last_offsets[(message.topic, message.partition)] = message.offset
-            if len(worker.pending.events) >= settings.sink_batch_size:
-                await checkpoint()
-            elif len(worker.pending.events) % YIELD_EVERY == 0:
+            await scoring.offer(event)
+            handled += 1
+            if checkpoint.size >= settings.sink_batch_size:
+                await commit()
+            elif handled % YIELD_EVERY == 0:
                 # A busy stream never suspends on its own: let the checkpoint's
                 # InfluxDB and Kafka I/O progress between messages.
                 await asyncio.sleep(0)
 
     @app.timer(interval=settings.sink_flush_seconds)
     async def periodic_checkpoint() -> None:
-        if "device_events" in streams:
-            await checkpoint()
+        if ports.stream is not None:
+            await commit()
 
-    unacked: dict[str, list[Event]] = {}
-    last_publish: dict[str, float] = {}
+    @app.task
+    async def resume_lanes() -> None:
+        while True:
+            await worker.models.changed.wait()
+            worker.models.changed.clear()
+            await scoring.drain()
+
+    @app.timer(interval=LANE_IDLE_S / 2)
+    async def idle_lanes() -> None:
+        if ports.stream is None:
+            return
+
+        def caught_up(partition: int) -> bool:
+            highwater = faust_adapter.highwater(app, input_names[0], partition)
+            last = counters.last_offsets.get((input_names[0], partition), -1)
+            return highwater is not None and last + 1 >= highwater
+
+        await scoring.mark_idle(faust_adapter.assigned(app, input_names[0]), caught_up, LANE_IDLE_S)
+
+    # -- training -----------------------------------------------------------------------
+
     training_streams: dict[str, Stream] = {}
 
-    async def publish(group: str) -> None:
-        trainer = worker.trainer(group)
-        model = trainer.model()
-        snapshot = sign_snapshot(
-            settings.model_signing_key, group, model.version, model, model.examples_seen
+    async def publish(
+        partition: int, models: list[FleetModel], closed: int, versions: dict[str, int]
+    ) -> None:
+        deliveries = []
+        for model in models:
+            snapshot = sign_snapshot(
+                signing_key,
+                model.group,
+                model.version,
+                model,
+                model.examples_seen,
+                epoch=model.epoch,
+            )
+            deliveries.append(
+                await models_topic.send(
+                    key=model.group.encode(), value=snapshot.model_dump_json().encode()
+                )
+            )
+        record = EpochClosed(training_partition=partition, closed_through=closed, versions=versions)
+        deliveries.append(
+            await models_topic.send(
+                key=epoch_key(partition), value=record.model_dump_json().encode()
+            )
         )
-        delivery = await models_topic.send(
-            key=group.encode(), value=snapshot.model_dump_json().encode()
+        await asyncio.gather(*deliveries)
+
+    async def ack_training(event: Event) -> None:
+        await training_streams["train"].ack(event)
+
+    worker.training = TrainingLoop(
+        config,
+        lanes=settings.topic_partitions,
+        training_partitions=settings.topic_partitions,
+        registry=worker.models,
+        counters=counters,
+        publish=publish,
+        ack=ack_training,
+    )
+
+    async def dead_letter_training(event: Event, value: bytes, reason: str) -> None:
+        envelope = rejected(
+            Rejection(reason),
+            topic=event.message.topic,
+            partition=event.message.partition,
+            offset=event.message.offset,
+            key=event.message.key if isinstance(event.message.key, bytes) else None,
+            value=value,
         )
+        delivery = await dead_letter_topic.send(value=envelope.model_dump_json().encode())
         await delivery
-        last_publish[group] = time.monotonic()
-        log.info("model_published", group=group, version=model.version)
-        stream = training_streams["train"]
-        for event in unacked.pop(group, []):
-            await stream.ack(event)
+        await ack_training(event)
 
     @app.agent(examples_topic)
     async def train(stream: Stream) -> None:
         manual = training_streams["train"] = stream.noack()
         await worker.models.caught_up.wait()
         async for event in manual.events():
-            value = event.message.value if isinstance(event.message.value, bytes) else b""
+            message = event.message
+            value = message.value if isinstance(message.value, bytes) else b""
+            key = message.key if isinstance(message.key, bytes) else b""
             try:
-                example = TrainingExample.model_validate_json(value)
+                if key.startswith(LANE_KEY_PREFIX):
+                    marker = LaneWatermark.model_validate_json(value)
+                    await worker.training.on_marker(message.partition, event, marker)
+                else:
+                    example = TrainingExample.model_validate_json(value)
+                    await worker.training.on_example(message.partition, event, example)
             except ValidationError as error:
-                reason = f"invalid TrainingExample: {describe_validation_error(error)}"
-                envelope = rejected(
-                    Rejection(reason),
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    key=event.message.key if isinstance(event.message.key, bytes) else None,
-                    value=value,
-                )
-                delivery = await dead_letter_topic.send(value=envelope.model_dump_json().encode())
-                await delivery
-                await manual.ack(event)
-                continue
-            trainer = worker.trainer(example.group)
-            trainer.learn(example)
-            unacked.setdefault(example.group, []).append(event)
-            if trainer.due():
-                await publish(example.group)
-
-    @app.timer(interval=MODEL_PUBLISH_INTERVAL_S)
-    async def publish_stragglers() -> None:
-        now = time.monotonic()
-        for group in list(unacked):
-            if unacked[group] and now - last_publish.get(group, 0.0) >= MODEL_PUBLISH_INTERVAL_S:
-                await publish(group)
+                kind = "LaneWatermark" if key.startswith(LANE_KEY_PREFIX) else "TrainingExample"
+                reason = f"invalid {kind}: {describe_validation_error(error)}"
+                await dead_letter_training(event, value, reason)
 
     @app.task
     async def follow_models() -> None:

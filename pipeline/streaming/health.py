@@ -35,15 +35,16 @@ class HealthReporter:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            last = self._worker.last_offsets.get((tp.topic, tp.partition), -1)
+            last = self._worker.counters.last_offsets.get((tp.topic, tp.partition), -1)
             lag += max(0, highwater - last - 1)
         return lag
 
     def lines(self, now: datetime) -> list[str]:
         worker = self._worker
         elapsed = max(time.monotonic() - self._last_time, 1e-6)
-        rate = (worker.readings - self._last_readings) / elapsed
-        self._last_readings, self._last_time = worker.readings, time.monotonic()
+        counters = worker.counters
+        rate = (counters.readings - self._last_readings) / elapsed
+        self._last_readings, self._last_time = counters.readings, time.monotonic()
         try:
             lag = self.consumer_lag()
         except Exception:  # no assignment yet, or the consumer is restarting
@@ -54,17 +55,20 @@ class HealthReporter:
                 {"worker": self._instance},
                 {
                     "readings_per_second": rate,
-                    "readings": worker.readings,
+                    "readings": counters.readings,
                     "consumer_lag": lag,
-                    "rejected": worker.rejected,
-                    "duplicates": worker.duplicates,
-                    "offset_resets": worker.offset_resets,
-                    "partition_changes": worker.partition_changes,
-                    "internal_errors": worker.internal_errors,
+                    "rejected": counters.rejected,
+                    "duplicates": counters.duplicates,
+                    "offset_resets": counters.offset_resets,
+                    "partition_changes": counters.partition_changes,
+                    "internal_errors": counters.internal_errors,
                     "points_refused": worker.sink.points_refused,
                     "write_errors": worker.sink.write_errors,
                     "buffered_points": worker.sink.buffered,
                     "models_refused": worker.models.refused,
+                    "parked": counters.parked,
+                    "examples_late": counters.examples_late,
+                    "examples_duplicate": counters.examples_duplicate,
                 },
                 now,
             )
@@ -73,9 +77,9 @@ class HealthReporter:
         for group, figures in report["groups"].items():
             fields: dict[str, float | int] = {
                 "alerts": int(figures["alerts"]),
-                "model_version": worker.scorer.model_version(group),
-                "labels_positive": worker.labels.get((group, True), 0),
-                "labels_negative": worker.labels.get((group, False), 0),
+                "model_version": worker.model_version(group),
+                "labels_positive": worker.counters.labels.get((group, True), 0),
+                "labels_negative": worker.counters.labels.get((group, False), 0),
                 "drift_events": sum(
                     1 for e in worker.evaluator.drift_events if e["group"] == group
                 ),
@@ -89,4 +93,5 @@ class HealthReporter:
     async def report(self) -> None:
         points = self.lines(datetime.now(UTC))
         self._worker.sink.add(points)
-        log.info("health", readings=self._worker.readings, rejected=self._worker.rejected)
+        counters = self._worker.counters
+        log.info("health", readings=counters.readings, rejected=counters.rejected)

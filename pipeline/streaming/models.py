@@ -1,37 +1,80 @@
-"""Follow the compacted ``models`` topic: verify each snapshot, then hand it to the scorer."""
+"""Follow the compacted ``models`` topic: verified snapshots and closed epochs.
+
+Every worker reads the topic from the beginning and keeps, per group, the last few
+verified versions (a lane restored from its changelog may need an older one than the
+newest) and, per ``training-examples`` partition, the newest epoch its trainer closed.
+A lane waits (``pipeline/engine/schedule.py``) until :attr:`ModelRegistry.closed`
+reaches the epoch it needs, then installs :meth:`ModelRegistry.models_as_of` that epoch.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import deque
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr, ValidationError
 
+from pipeline.engine import FleetModel
+from pipeline.engine.schedule import NO_EPOCH
+from pipeline.engine.training import HISTORY, models_as_of
 from pipeline.errors import SnapshotError
 from pipeline.streaming.intake import describe_validation_error
 from pipeline.streaming.signing import open_snapshot
-from schemas import ModelSnapshot
+from schemas import EpochClosed, ModelSnapshot
 
 log = structlog.get_logger(__name__)
 
+EPOCH_KEY_PREFIX = b"\x00epochs:"
+"""Key of a training partition's ``EpochClosed`` record (no group label has a NUL)."""
+
+
+def epoch_key(training_partition: int) -> bytes:
+    """The ``models`` key of ``training_partition``'s closed-epoch record."""
+    return EPOCH_KEY_PREFIX + str(training_partition).encode()
+
 
 class ModelRegistry:
-    """The newest verified model of every group, and whether the topic has been read up."""
+    """Verified models by group and the epochs every trainer has closed.
 
-    def __init__(self, key: SecretStr, install: Callable[[Any], None]) -> None:
+    ``training_partitions`` is the partition count of ``training-examples``: an epoch
+    is closed for the fleet once the trainer of every one of them has closed it.
+    """
+
+    def __init__(self, key: SecretStr, training_partitions: int) -> None:
         self._key = key
-        self._install = install
-        self.latest: dict[str, tuple[int, Any]] = {}
+        self.training_partitions = training_partitions
+        self.history: dict[str, deque[FleetModel]] = {}
+        self.closed_by: dict[int, int] = {}
         self.refused = 0
         self.caught_up = asyncio.Event()
+        self.changed = asyncio.Event()
+        """Set whenever an epoch closes; waiters clear it before they wait."""
 
-    def accept(self, raw: bytes | None) -> bool:
-        """Verify and install one snapshot message; refuse (and log) anything doubtful."""
+    @property
+    def closed(self) -> int:
+        """Every epoch up to this one is closed by every trainer."""
+        if len(self.closed_by) < self.training_partitions:
+            return NO_EPOCH
+        return min(self.closed_by.values())
+
+    def latest(self, group: str) -> FleetModel | None:
+        """Newest verified version of ``group``."""
+        versions = self.history.get(group)
+        return versions[-1] if versions else None
+
+    def models_as_of(self, epoch: int) -> list[FleetModel]:
+        """Per group, the newest version trained through ``epoch`` at most."""
+        return models_as_of(self.history, epoch)
+
+    def accept(self, raw: bytes | None, key: bytes | None = None) -> bool:
+        """Take one ``models`` message; refuse (and log) anything doubtful."""
         if raw is None:
             return False
+        if key is not None and key.startswith(EPOCH_KEY_PREFIX):
+            return self._epoch(raw)
         try:
             snapshot = ModelSnapshot.model_validate_json(raw)
         except ValidationError as error:
@@ -42,12 +85,29 @@ class ModelRegistry:
         except SnapshotError as error:
             self._refuse(str(error), group=snapshot.group, version=snapshot.version)
             return False
-        current = self.latest.get(snapshot.group)
-        if current is not None and current[0] >= snapshot.version:
+        if not isinstance(model, FleetModel) or model.group != snapshot.group:
+            self._refuse("snapshot payload is not this group's fleet model", group=snapshot.group)
             return False
-        self.latest[snapshot.group] = (snapshot.version, model)
-        self._install(model)
-        log.info("model_installed", group=snapshot.group, version=snapshot.version)
+        versions = self.history.setdefault(snapshot.group, deque(maxlen=HISTORY))
+        if versions and versions[-1].version >= model.version:
+            return False
+        versions.append(model)
+        log.info("model_received", group=snapshot.group, version=model.version, epoch=model.epoch)
+        return True
+
+    def _epoch(self, raw: bytes) -> bool:
+        try:
+            record = EpochClosed.model_validate_json(raw)
+        except ValidationError as error:
+            self._refuse("invalid epoch record", describe_validation_error(error))
+            return False
+        partition = record.training_partition
+        if record.closed_through <= self.closed_by.get(partition, NO_EPOCH):
+            return False
+        before = self.closed
+        self.closed_by[partition] = record.closed_through
+        if self.closed != before:
+            self.changed.set()
         return True
 
     def _refuse(self, reason: str, detail: str = "", **context: object) -> None:
@@ -86,12 +146,12 @@ class ModelRegistry:
                 batches = await consumer.getmany(timeout_ms=poll_timeout_ms)
                 for records in batches.values():
                     for record in records:
-                        self.accept(record.value)
+                        self.accept(record.value, record.key)
                 positions = [await consumer.position(tp) for tp in partitions]
                 if not self.caught_up.is_set() and all(
                     position >= end[tp] for position, tp in zip(positions, partitions, strict=True)
                 ):
                     self.caught_up.set()
-                    log.info("models_caught_up", groups=sorted(self.latest))
+                    log.info("models_caught_up", groups=sorted(self.history), closed=self.closed)
         finally:
             await consumer.stop()

@@ -12,16 +12,18 @@ passed in, untouched (the engine works on a copy of the state).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 
 from pipeline import topics
-from pipeline.engine import DeviceState, Scorer, Step
+from pipeline.engine import DeviceState, Step
+from pipeline.engine.lane import Lane
 from pipeline.engine.state import MAX_STATE_BYTES
-from pipeline.engine.timepolicy import FROM_THE_FUTURE, TimeGate
-from pipeline.streaming.intake import Rejection, decode, rejected
+from pipeline.engine.timepolicy import FROM_THE_FUTURE
+from pipeline.streaming.intake import InputMessage, Rejection, decode, rejected
 from pipeline.streaming.lineprotocol import alert_line, prediction_line, reading_line
 from schemas import (
     Alert,
@@ -106,6 +108,12 @@ class Outcome:
     examples: list[TrainingExample] = field(default_factory=list)
     failures: list[FailureEvent] = field(default_factory=list)
     rejected: Rejected | None = None
+    marker: int | None = None
+    """The lane completed this epoch with the message: a watermark marker is due."""
+    deferred: bool = False
+    """A failure held by its lane until the lane moves past it (``Lane.defers``)."""
+    released: list[Outcome] = field(default_factory=list)
+    """Outcomes of other devices' held events the message released (``handle`` only)."""
 
     def lines(self, *, readings: bool = True) -> list[str]:
         """The InfluxDB points of this outcome: the reading's raw metrics (if ``readings``
@@ -123,31 +131,128 @@ class UnsafeOutputError(ValueError):
     """The engine produced something that must not leave the worker (non-finite, too big)."""
 
 
-class Processor:
-    """Applies input messages to device records through the engine's ``Scorer``."""
+@dataclass(slots=True)
+class Prepared:
+    """A message decoded, checked for replay and admitted by the time policy: ready for
+    the engine once its lane has the models it needs (:meth:`Processor.needs`)."""
 
-    def __init__(self, scorer: Scorer, topic_prefix: str = "") -> None:
-        self.scorer = scorer
-        self.gate = TimeGate()
+    source: Source
+    key: bytes | None
+    value: bytes | None
+    message: InputMessage
+    record: DeviceRecord
+    offsets: dict[str, Applied]
+    outcome: Outcome
+
+
+class Processor:
+    """Applies one input partition's messages to device records through its :class:`Lane`."""
+
+    def __init__(self, lane: Lane, topic_prefix: str = "") -> None:
+        self.lane = lane
+        self.scorer = lane.scorer
+        self.gate = lane.gate
         self._prefix = topic_prefix
 
     def handle(
-        self, source: Source, key: bytes | None, value: bytes | None, record: DeviceRecord | None
+        self,
+        source: Source,
+        key: bytes | None,
+        value: bytes | None,
+        record: DeviceRecord | None,
+        *,
+        record_of: Callable[[str], DeviceRecord | None] | None = None,
     ) -> Outcome:
-        """Decode, validate, and run one message through the engine; never raises."""
+        """Decode, validate, and run one message through the engine; never raises.
+
+        Events the lane held and the message releases are applied first: those of the
+        message's own device are merged into the outcome, the others' outcomes (their
+        records read with ``record_of``) are in ``released``. Installs no model: the
+        worker goes through :meth:`prepare` / :meth:`apply` for that.
+        """
+        prepared = self.prepare(source, key, value, record)
+        if isinstance(prepared, Outcome):
+            return prepared
+        own: list[Outcome] = []
+        others: list[Outcome] = []
+        for held in self.released(prepared):
+            if held.device_id == prepared.message.device_id:
+                done = self.apply_held(held, record)
+                record = done.record if done.record is not None else record
+                own.append(done)
+            else:
+                other = record_of(held.device_id) if record_of is not None else None
+                others.append(self.apply_held(held, other))
+        if own:
+            again = self.prepare(source, key, value, record)
+            if isinstance(again, Outcome):
+                return again
+            prepared = again
+        outcome = self.apply(prepared)
+        for done in own:
+            outcome.failures[:0] = done.failures
+            outcome.alerts[:0] = done.alerts
+            outcome.examples[:0] = done.examples
+        outcome.released = others
+        return outcome
+
+    def release_all(self, record_of: Callable[[str], DeviceRecord | None]) -> list[Outcome]:
+        """Apply every event the lane holds (its input ended, or it went idle)."""
+        return [
+            self.apply_held(held, record_of(held.device_id))
+            for held in self.lane.due(math.inf)
+            if isinstance(held, FailureEvent | Feedback)
+        ]
+
+    def prepare(
+        self, source: Source, key: bytes | None, value: bytes | None, record: DeviceRecord | None
+    ) -> Outcome | Prepared:
+        """Decode and admit one message: a final :class:`Outcome` (rejected, refused or a
+        replayed duplicate) or a :class:`Prepared` for :meth:`apply`; never raises."""
         try:
-            return self._handle(source, key, value, record)
-        except UnsafeOutputError as error:
+            return self._prepare(source, key, value, record)
+        except Exception as error:  # the per-message boundary: one message, one reject
+            return self._failed(source, key, value, error)
+
+    def needs(self, prepared: Prepared) -> int | None:
+        """The model epoch the lane must have installed before :meth:`apply` (``None``: ready)."""
+        message = prepared.message
+        return self.lane.needs(message.ts.timestamp()) if isinstance(message, Telemetry) else None
+
+    def apply(self, prepared: Prepared) -> Outcome:
+        """Run a prepared message through the engine; never raises."""
+        try:
+            return self._apply(prepared)
+        except Exception as error:  # the per-message boundary: one message, one reject
+            return self._failed(prepared.source, prepared.key, prepared.value, error)
+
+    def unreadable(
+        self, source: Source, key: bytes | None, value: bytes | None, error: Exception
+    ) -> Outcome:
+        """The outcome of a message whose device record could not be read."""
+        outcome = self._reject(
+            source, key, value, f"device record unreadable: {type(error).__name__}: {error}"
+        )
+        outcome.internal_error = True
+        return outcome
+
+    def mismatched_key(self, source: Source, key: bytes | None, value: bytes | None) -> Outcome:
+        """The outcome of a message whose key is not its device id."""
+        return self._reject(source, key, value, "message key is not its device_id")
+
+    def _failed(
+        self, source: Source, key: bytes | None, value: bytes | None, error: Exception
+    ) -> Outcome:
+        if isinstance(error, UnsafeOutputError):
             log.warning(
                 "message_refused", topic=source.topic, offset=source.offset, reason=str(error)
             )
             return self._reject(source, key, value, f"refused: {error}")
-        except Exception as error:  # the per-message boundary: one message, one reject
-            log.exception("message_failed", topic=source.topic, offset=source.offset)
-            reason = f"internal error: {type(error).__name__}: {error}"
-            outcome = self._reject(source, key, value, reason[:1000])
-            outcome.internal_error = True
-            return outcome
+        log.exception("message_failed", topic=source.topic, offset=source.offset)
+        reason = f"internal error: {type(error).__name__}: {error}"
+        outcome = self._reject(source, key, value, reason[:1000])
+        outcome.internal_error = True
+        return outcome
 
     def _reject(
         self, source: Source, key: bytes | None, value: bytes | None, reason: str
@@ -163,9 +268,9 @@ class Processor:
             )
         )
 
-    def _handle(
+    def _prepare(
         self, source: Source, key: bytes | None, value: bytes | None, record: DeviceRecord | None
-    ) -> Outcome:
+    ) -> Outcome | Prepared:
         message = decode(source.topic.removeprefix(self._prefix), key, value)
         if isinstance(message, Rejection):
             return self._reject(source, key, value, message.reason)
@@ -212,7 +317,41 @@ class Processor:
                     record.state, offsets, record.last_reading, record.failure, record.suspect
                 )
                 return refused
+            if self.lane.defers(message):
+                # Held in the lane (its changelog record): the device record keeps only
+                # the offset, so a replayed copy is recognised.
+                outcome.deferred = True
+                outcome.record = DeviceRecord(
+                    record.state, offsets, record.last_reading, record.failure, record.suspect
+                )
+                return outcome
+        return Prepared(source, key, value, message, record, offsets, outcome)
 
+    def released(self, prepared: Prepared) -> list[FailureEvent | Feedback]:
+        """Failures and verdicts the lane held that a prepared reading releases (dated
+        before it), in time order."""
+        message = prepared.message
+        if not isinstance(message, Telemetry):
+            return []
+        return [
+            e
+            for e in self.lane.due(message.ts.timestamp())
+            if isinstance(e, FailureEvent | Feedback)
+        ]
+
+    def apply_held(self, event: FailureEvent | Feedback, record: DeviceRecord | None) -> Outcome:
+        """Apply an event the lane held (its message was acknowledged when it was held)."""
+        record = record if record is not None else DeviceRecord()
+        topic = topics.FAILURES if isinstance(event, FailureEvent) else topics.FEEDBACK
+        source = Source(self._prefix + topic, None, None)
+        outcome = Outcome(device_id=event.device_id)
+        prepared = Prepared(source, None, None, event, record, record.offsets, outcome)
+        return self.apply(prepared)
+
+    def _apply(self, prepared: Prepared) -> Outcome:
+        message, record, outcome = prepared.message, prepared.record, prepared.outcome
+        t = message.ts.timestamp()
+        lane = self.lane
         # Copy-on-write: the engine updates the state in place, the old record stays intact.
         state = record.state.copy() if record.state is not None else None
         last_reading, failure = record.last_reading, record.failure
@@ -230,22 +369,26 @@ class Processor:
                 if state is not None:
                     state.reset_features()
                 failure = None
+            outcome.marker = lane.advance(t)
             steps.append(self.scorer.on_telemetry(state, message))
             last_reading = message.ts
             if failure is not None:
                 # A reading the failure overtook: scored on the history it belongs to,
-                # and its label is known now.
-                steps.append(self._failure(steps[-1].state, failure))
+                # and its label is known now (stamped with the failure's time, as the
+                # backtest, which sees the failure after it, stamps it).
+                overtaken = self._failure(steps[-1].state, failure)
+                outcome.examples += lane.stamp(overtaken.examples, failure.ts.timestamp())
+                steps.append(overtaken._replace(examples=[]))
         for step in steps:
             state = step.state
             outcome.predictions += step.predictions
             outcome.alerts += step.alerts
-            outcome.examples += step.examples
+            outcome.examples += lane.stamp(step.examples, t)
         assert state is not None
         check_outputs(state, outcome)
         if isinstance(message, Telemetry):
-            gate.observe(t)
-        outcome.record = DeviceRecord(state, offsets, last_reading, failure, None)
+            self.gate.observe(t)
+        outcome.record = DeviceRecord(state, prepared.offsets, last_reading, failure, None)
         return outcome
 
     def _failure(self, state: DeviceState | None, failure: FailureEvent) -> Step:

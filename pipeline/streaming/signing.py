@@ -44,7 +44,13 @@ def _snapshot_mac(key: SecretStr, group: str, version: int, payload: bytes) -> s
 
 
 def sign_snapshot(
-    key: SecretStr, group: str, version: int, model: object, examples_seen: int
+    key: SecretStr,
+    group: str,
+    version: int,
+    model: object,
+    examples_seen: int,
+    *,
+    epoch: int | None = None,
 ) -> ModelSnapshot:
     """Pickle a fleet model into a signed ``ModelSnapshot`` message."""
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
@@ -53,6 +59,7 @@ def sign_snapshot(
         version=version,
         created_at=datetime.now(UTC),
         examples_seen=examples_seen,
+        epoch=epoch,
         payload=payload,
         signature=_snapshot_mac(key, group, version, payload),
     )

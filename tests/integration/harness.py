@@ -71,6 +71,7 @@ class Deployment:
             "FOREWARN_TOPIC_PREFIX": settings.topic_prefix,
             "FOREWARN_INFLUX_BUCKET": settings.influx_bucket,
             "FOREWARN_WORKER_ID": settings.worker_id,
+            "FOREWARN_APP_ID": settings.worker_id,
             "FOREWARN_STATE_DIR": str(settings.state_dir),
             "FOREWARN_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "FOREWARN_ENGINE_OVERRIDES": json.dumps(settings.engine_overrides),
@@ -107,8 +108,10 @@ class Deployment:
     # -- worker ---------------------------------------------------------------
 
     def start_worker(self, **extra_env: str) -> WorkerProcess:
-        log_path = self.state_dir / f"worker-{len(self.workers)}.log"
-        worker = WorkerProcess({**self.env(), **extra_env}, log_path)
+        n = len(self.workers)
+        log_path = self.state_dir / f"worker-{n}.log"
+        own = {"FOREWARN_WORKER_ID": f"{self.settings.worker_id}-{n}"}  # same group, own state
+        worker = WorkerProcess({**self.env(), **own, **extra_env}, log_path)
         self.workers.append(worker)
         return worker
 

@@ -21,7 +21,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from pipeline import topics
 from pipeline.cli.engine_options import engine_config_for
 from pipeline.datasets import Event
-from pipeline.engine import Scorer
+from pipeline.engine.lane import Lane
 from pipeline.influx import count_points, flux_string
 from pipeline.streaming.processor import DeviceRecord, Processor, Source
 from schemas import Alert, Rejected, Telemetry
@@ -224,7 +224,7 @@ def expected_outcomes(
     messages: list[tuple[bytes | None, bytes]],
 ) -> tuple[int, int]:
     """(accepted readings, rejected messages) by the same pure core, in device order."""
-    processor = Processor(Scorer(engine_config_for("backblaze")))
+    processor = Processor(Lane(engine_config_for("backblaze"), 0))
     records: dict[bytes | None, DeviceRecord] = {}
     accepted = rejected = 0
     for offset, (key, value) in enumerate(messages):

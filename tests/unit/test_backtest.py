@@ -26,7 +26,7 @@ SLICE = 45_000  # two days of readings, with the first failures
 
 def _slice_report(seed: int = 0) -> dict[str, object]:
     dataset = open_dataset("backblaze", BACKBLAZE)
-    config = EngineConfig(**PRESETS["backblaze"], seed=seed, publish_every=100)
+    config = EngineConfig(**PRESETS["backblaze"], seed=seed)
     result = run_backtest(
         _limited(dataset.events(), SLICE), config, rule_counters=config.counter_metrics
     )

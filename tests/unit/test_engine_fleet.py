@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -87,36 +87,34 @@ def _example(x: dict[str, float], y: bool, t: float) -> TrainingExample:
     )
 
 
-def test_first_model_once_both_classes_seen_then_on_event_time() -> None:
-    config = EngineConfig(min_positives=3, horizon=timedelta(hours=32), label_slots=32)
-    trainer = Trainer(config, "g")  # publish_interval: horizon / label_slots = 1 h
-    assert not trainer.due()
-    t = 0.0
-    for _ in range(50):  # negatives only: no first model however many
-        trainer.learn(_example({"a": 0.0}, False, t))
-    assert not trainer.due()
-    for i in range(3):
-        trainer.learn(_example({"a": 5.0}, True, t))
-        assert trainer.due() == (i == 2)
-    assert trainer.model().version == 1
-    assert not trainer.due()
-    trainer.learn(_example({"a": 0.0}, False, t + 3599.0))
-    assert not trainer.due()  # less than an hour of event time since version 1
-    trainer.learn(_example({"a": 0.0}, False, t + 3600.0))
-    assert trainer.due()
-    versions = [trainer.model().version for _ in range(3)]
-    assert versions == [2, 3, 4]
-    assert not trainer.due()
+def test_first_model_once_both_classes_seen_then_after_every_epoch_with_examples() -> None:
+    trainer = Trainer(EngineConfig(min_positives=3), "g")
+    negatives = [_example({"a": 0.0}, False, float(i)) for i in range(50)]
+    assert trainer.learn_epoch(0, negatives) is None  # negatives only: no first model
+    positives = [_example({"a": 5.0}, True, float(i)) for i in range(2)]
+    assert trainer.learn_epoch(1, positives) is None  # two positives of the three needed
+    first = trainer.learn_epoch(2, [_example({"a": 5.0}, True, 3.0)])
+    assert first is not None
+    assert (first.version, first.epoch, first.positives_seen) == (1, 2, 3)
+    assert trainer.learn_epoch(3, []) is None  # no new example: no new version
+    second = trainer.learn_epoch(5, [_example({"a": 0.0}, False, 9.0)])
+    assert second is not None
+    assert (second.version, second.epoch, second.examples_seen) == (2, 5, 54)
 
 
-def test_publish_every_adds_a_count_trigger() -> None:
-    trainer = Trainer(EngineConfig(min_positives=1, publish_every=10), "g")
-    for i, (x, y) in enumerate(_examples(30)):
-        trainer.learn(_example(x, y, 0.0))
-        if trainer.due():
-            trainer.model()
-            assert trainer.version == 1 or i % 10 == 9 or trainer.version >= 1
-    assert trainer.version >= 3
+def test_an_epoch_is_learnt_the_same_whatever_order_it_arrived_in() -> None:
+    examples = [_example(x, y, float(i)) for i, (x, y) in enumerate(_examples(60))]
+    config = EngineConfig(min_positives=1)
+    one, two = Trainer(config, "g"), Trainer(config, "g")
+    a = one.learn_epoch(4, sorted(examples, key=lambda e: e.ts))
+    b = two.learn_epoch(4, sorted(examples, key=lambda e: e.ts))
+    assert a is not None
+    assert b is not None
+    x = examples[0].features
+    assert a.pipeline.predict_proba_one(x) == b.pipeline.predict_proba_one(x)
+    other = Trainer(config, "g").learn_epoch(5, sorted(examples, key=lambda e: e.ts))
+    assert other is not None  # another epoch shuffles with another seed
+    assert other.pipeline.predict_proba_one(x) != a.pipeline.predict_proba_one(x)
 
 
 def test_snapshot_is_a_copy() -> None:

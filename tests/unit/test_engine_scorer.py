@@ -16,9 +16,9 @@ from pipeline.engine import (
     Evaluator,
     FleetModel,
     Scorer,
-    Step,
     Trainer,
 )
+from pipeline.engine.inprocess import Fed, InProcessEngine
 from schemas import Alert, FailureEvent, Feedback, Prediction, Telemetry, TrainingExample
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -26,7 +26,6 @@ CONFIG = EngineConfig(
     counter_metrics=("errors",),
     level_only_metrics=("hours",),
     negative_rate=0.2,
-    publish_every=50,
     alert_budget=40.0,
     min_positives=3,
 )
@@ -62,33 +61,25 @@ def fleet(seed: int = 1, devices: int = 60, days: int = 40) -> Iterator[Telemetr
 
 def drive(
     config: EngineConfig, events: Iterator[Telemetry | FailureEvent]
-) -> tuple[dict[str, DeviceState], list[Step], Evaluator, Scorer]:
-    scorer = Scorer(config)
-    trainers: dict[str, Trainer] = {}
-    states: dict[str, DeviceState] = {}
+) -> tuple[dict[str, DeviceState], list[Fed], Evaluator, Scorer]:
+    engine = InProcessEngine(config)
     steps = []
     evaluator = Evaluator(config.horizon.total_seconds())
     for event in events:
+        assert engine.refusal(event) is None
+        step = engine.feed(event)
         if isinstance(event, Telemetry):
-            step = scorer.on_telemetry(states.get(event.device_id), event)
             evaluator.observe_prediction(step.predictions[0])
         else:
-            step = scorer.on_failure(states.get(event.device_id), event)
             evaluator.observe_failure(event.device_id, event.ts)
         for alert in step.alerts:
             evaluator.observe_alert(alert)
-        states[event.device_id] = step.state
         steps.append(step)
-        for example in step.examples:
-            trainer = trainers.setdefault(example.group, Trainer(config, example.group))
-            trainer.learn(example)
-            if trainer.due():
-                scorer.install(trainer.model())
-    return states, steps, evaluator, scorer
+    return engine.states, steps, evaluator, engine.lanes[0].scorer
 
 
 @pytest.fixture(scope="module")
-def run() -> tuple[dict[str, DeviceState], list[Step], Evaluator, Scorer]:
+def run() -> tuple[dict[str, DeviceState], list[Fed], Evaluator, Scorer]:
     return drive(CONFIG, fleet())
 
 
@@ -164,9 +155,9 @@ def test_fleet_model_pickles_before_and_after_learning() -> None:
     empty = trainer.model()
     assert pickle.loads(pickle.dumps(empty)).version == 1
     _, steps, _, _ = drive(CONFIG, fleet(devices=24))
-    for example in (e for s in steps for e in s.examples if e.group == "m0"):
-        trainer.learn(example)
-    model = trainer.model()
+    examples = [e for s in steps for e in s.examples if e.group == "m0"]
+    model = trainer.learn_epoch(0, examples)
+    assert model is not None
     again = pickle.loads(pickle.dumps(model))
     assert again.version == 2
     assert again.examples_seen == model.examples_seen > 0

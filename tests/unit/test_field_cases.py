@@ -12,6 +12,7 @@ import json
 import math
 import pickle
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from pipeline import topics
 from pipeline.backtest.driver import run_backtest
 from pipeline.cli.engine_options import engine_config_for
-from pipeline.engine import Scorer
+from pipeline.engine.lane import Lane
 from pipeline.engine.state import MAX_DEVICE_METRICS, MAX_STATE_BYTES
 from pipeline.streaming.processor import DeviceRecord, Outcome, Processor, Source
 from schemas import Prediction, Telemetry, TrainingExample
@@ -67,15 +68,36 @@ class Run:
         return [o.rejected.reason for o in self.outcomes if o.rejected is not None]
 
 
-def feed(name: str) -> Run:
-    processor = Processor(Scorer(engine_config_for("backblaze")))
+def _fleet_moves_on(rows: list[tuple[str, int | None, int | None, bytes]]) -> bytes:
+    """A reading of another drive in the partition, a day after everything in ``rows``."""
+    newest = max(datetime.fromisoformat(json.loads(v)["ts"]) for _, _, _, v in rows)
+    reading = Telemetry(
+        device_id="ZA1OTHER",
+        ts=newest + timedelta(days=1),
+        device_type="ST12000NM0008",
+        metrics={"smart_5_raw": 0.0},
+    )
+    return reading.model_dump_json().encode()
+
+
+def feed(name: str, *, fleet_moves_on: bool = False) -> Run:
+    """Feed a field case through one lane's processor; ``fleet_moves_on``: then a reading
+    of another device dated after it all (what releases held failures in a fleet)."""
+    processor = Processor(Lane(engine_config_for("backblaze"), 0))
     run = Run()
-    for topic, partition, offset, value in messages(name):
+    rows = messages(name)
+    if fleet_moves_on:
+        rows.append((topics.TELEMETRY, 0, len(rows), _fleet_moves_on(rows)))
+    for topic, partition, offset, value in rows:
         device_id = json.loads(value)["device_id"]
         before = run.records.get(device_id)
         before_state = pickle.dumps(before.state) if before and before.state else None
         outcome = processor.handle(
-            Source(topic, partition, offset), device_id.encode(), value, before
+            Source(topic, partition, offset),
+            device_id.encode(),
+            value,
+            before,
+            record_of=run.records.get,
         )
         assert not outcome.internal_error, outcome.rejected
         if outcome.rejected is not None and before is not None and before.state is not None:
@@ -83,6 +105,11 @@ def feed(name: str) -> Run:
             assert pickle.dumps(before.state) == before_state
             if outcome.record is not None:
                 assert outcome.record.state is before.state
+        for released in outcome.released:
+            assert released.device_id is not None
+            assert released.record is not None
+            run.records[released.device_id] = released.record
+            run.outcomes.append(released)
         if outcome.record is not None:
             run.records[device_id] = outcome.record
         run.outcomes.append(outcome)
@@ -125,9 +152,13 @@ def test_a_two_year_jump_never_puts_inf_or_null_anywhere() -> None:
 @pytest.mark.parametrize(
     "name", ["events_failure_logged_later.jsonl", "events_failure_at_last_reading.jsonl"]
 )
-def test_a_failure_after_the_last_reading_labels_the_buffer_at_once(name: str) -> None:
-    run = feed(name)
-    failure = run.outcomes[-1]
+def test_a_failure_after_the_last_reading_labels_the_buffer_once_the_partition_moves_on(
+    name: str,
+) -> None:
+    held = feed(name)
+    assert held.outcomes[-1].deferred  # held until the partition moves past its time
+    run = feed(name, fleet_moves_on=True)
+    failure = run.outcomes[-2]  # released by the next reading of the partition
     assert len(failure.failures) == 1  # counted
     positives = [e for e in failure.examples if e.label]
     assert len(positives) == 4
@@ -139,8 +170,8 @@ def test_a_failure_after_the_last_reading_labels_the_buffer_at_once(name: str) -
 
 
 def test_late_and_timely_failures_give_the_same_examples() -> None:
-    late = feed("events_failure_logged_later.jsonl").examples
-    timely = feed("events_failure_at_last_reading.jsonl").examples
+    late = feed("events_failure_logged_later.jsonl", fleet_moves_on=True).examples
+    timely = feed("events_failure_at_last_reading.jsonl", fleet_moves_on=True).examples
     assert [(e.ts, e.label, e.features) for e in late] == [
         (e.ts, e.label, e.features) for e in timely
     ]
@@ -161,7 +192,7 @@ def test_moved_or_reset_offsets_are_never_a_silent_skip(name: str, flag: str) ->
 
 
 def test_a_replay_after_a_reset_is_still_recognised() -> None:
-    processor = Processor(Scorer(engine_config_for("backblaze")))
+    processor = Processor(Lane(engine_config_for("backblaze"), 0))
     record = None
     rows = messages("consumed_after_topic_recreate.jsonl")
     for topic, partition, offset, value in rows:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipeline import topics
 from pipeline.cli.engine_options import engine_config_for
-from pipeline.engine import Scorer
+from pipeline.engine.lane import Lane
 from pipeline.streaming.processor import DeviceRecord, Processor, Source
 from schemas import FailureEvent, Telemetry
 
@@ -31,7 +31,7 @@ def failure(day: int) -> bytes:
 
 
 def run(messages: list[tuple[str, bytes]]) -> tuple[DeviceRecord | None, list[float], int]:
-    processor = Processor(Scorer(engine_config_for("backblaze")))
+    processor = Processor(Lane(engine_config_for("backblaze"), 0))
     record: DeviceRecord | None = None
     scores: list[float] = []
     failures = 0
@@ -46,22 +46,26 @@ def run(messages: list[tuple[str, bytes]]) -> tuple[DeviceRecord | None, list[fl
     return record, scores, failures
 
 
-def test_a_failure_that_overtakes_its_readings_is_applied_at_once() -> None:
+def test_a_failure_read_before_its_readings_waits_for_them() -> None:
     in_order = [(topics.TELEMETRY, reading(day, value=day)) for day in range(6)]
-    in_order.append((topics.FAILURES, failure(5)))
-    early = [in_order[0], in_order[-1], *in_order[1:-1]]
-    _, expected_scores, _ = run(in_order)
+    in_order += [(topics.FAILURES, failure(5)), (topics.TELEMETRY, reading(6))]
+    early = [in_order[0], in_order[-2], *in_order[1:-2], in_order[-1]]
+    expected, expected_scores, _ = run(in_order)
     record, scores, failures = run(early)
-    assert scores == expected_scores  # the overtaken readings scored as in time order
-    assert failures == 1  # counted once, when it arrived
+    assert scores == expected_scores  # the readings it overtook scored as in time order
+    assert failures == 1  # applied once, when the partition moved past it
+    assert record == expected
     assert record is not None
-    assert record.failure is not None
     assert record.state is not None
-    assert record.state.pending == 0  # the late readings were labelled at once
+    assert record.state.n == 1  # the reading after it started a new life
 
 
-def test_a_reading_after_a_failure_starts_a_new_life() -> None:
+def test_a_failure_after_the_newest_reading_waits_for_the_next_one() -> None:
     messages = [(topics.TELEMETRY, reading(day, value=day)) for day in range(3)]
+    held, _, failures = run([*messages, (topics.FAILURES, failure(2))])
+    assert failures == 0
+    assert held is not None
+    assert held.failure is None
     messages += [(topics.FAILURES, failure(2)), (topics.TELEMETRY, reading(3, value=0.0))]
     record, _, failures = run(messages)
     assert failures == 1
@@ -71,8 +75,17 @@ def test_a_reading_after_a_failure_starts_a_new_life() -> None:
     assert record.state.n == 1  # the history was reset before the new reading
 
 
+def test_a_late_failure_is_applied_at_once() -> None:
+    messages = [(topics.TELEMETRY, reading(day, value=day)) for day in range(4)]
+    record, _, failures = run([*messages, (topics.FAILURES, failure(1))])
+    assert failures == 1
+    assert record is not None
+    assert record.state is not None
+    assert record.state.pending == 0  # labelled at once
+
+
 def test_a_replayed_message_is_skipped() -> None:
-    processor = Processor(Scorer(engine_config_for("backblaze")))
+    processor = Processor(Lane(engine_config_for("backblaze"), 0))
     first = processor.handle(Source(topics.TELEMETRY, 0, 7), b"d1", reading(0), None)
     again = processor.handle(Source(topics.TELEMETRY, 0, 7), b"d1", reading(0), first.record)
     assert again.duplicate

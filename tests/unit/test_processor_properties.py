@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from pipeline import topics
 from pipeline.cli.engine_options import engine_config_for
-from pipeline.engine import Scorer
+from pipeline.engine.lane import Lane
 from pipeline.streaming.lineprotocol import alert_line, prediction_line, tag
 from pipeline.streaming.processor import DeviceRecord, Processor, Source
 from schemas import (
@@ -125,7 +125,7 @@ def valid(model: type[Prediction | Alert | TrainingExample], obj: object) -> Non
 def test_any_valid_sequence_is_handled_without_error(
     sequence: list[tuple[str, Telemetry | FailureEvent | Feedback]],
 ) -> None:
-    processor = Processor(Scorer(engine_config_for("backblaze")))
+    processor = Processor(Lane(engine_config_for("backblaze"), 0))
     records: dict[str, DeviceRecord] = {}
     offsets = dict.fromkeys((topics.TELEMETRY, topics.FAILURES, topics.FEEDBACK), 0)
     for topic, message in sequence:
@@ -163,8 +163,9 @@ def test_any_valid_sequence_is_handled_without_error(
 
 
 def test_an_engine_error_leaves_the_state_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
-    scorer = Scorer(engine_config_for("backblaze"))
-    processor = Processor(scorer)
+    lane = Lane(engine_config_for("backblaze"), 0)
+    scorer = lane.scorer
+    processor = Processor(lane)
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
 
     def reading(day: int) -> bytes:

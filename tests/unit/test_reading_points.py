@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from pipeline import topics
 from pipeline.cli.engine_options import engine_config_for
-from pipeline.engine import Scorer
+from pipeline.engine.lane import Lane
 from pipeline.settings import Settings
 from pipeline.streaming.lineprotocol import reading_line, tag
 from pipeline.streaming.processor import Processor, Source
@@ -47,7 +47,7 @@ def test_a_name_influxdb_refuses_is_left_out_and_an_empty_point_is_not_written()
 
 
 def test_the_outcome_of_a_reading_writes_its_raw_metrics_unless_turned_off() -> None:
-    processor = Processor(Scorer(engine_config_for("backblaze")))
+    processor = Processor(Lane(engine_config_for("backblaze"), 0))
     value = telemetry({"smart_5_raw": 8.0}, device_id="d1").model_dump_json().encode()
     outcome = processor.handle(Source(topics.TELEMETRY, 0, 0), b"d1", value, None)
     lines = outcome.lines()
@@ -58,7 +58,7 @@ def test_the_outcome_of_a_reading_writes_its_raw_metrics_unless_turned_off() -> 
 
 
 def test_failures_write_no_reading_point() -> None:
-    processor = Processor(Scorer(engine_config_for("backblaze")))
+    processor = Processor(Lane(engine_config_for("backblaze"), 0))
     value = FailureEvent(device_id="d1", ts=T0).model_dump_json().encode()
     outcome = processor.handle(Source(topics.FAILURES, 0, 0), b"d1", value, None)
     assert outcome.reading is None

@@ -1,0 +1,57 @@
+"""Every use of Faust internals, in one place.
+
+Faust has no public API for three things the worker needs, so they are reached here
+and nowhere else (check them when upgrading faust-streaming):
+
+- a table write goes to the changelog partition of the stream's *current event*; the
+  checkpoint writes device states after the fact, so it sets that event itself
+  (``Stream._set_current_event``);
+- pausing and resuming the fetch of partitions whose lane is waiting for a model
+  (``Consumer.pause_partitions`` / ``resume_partitions``, used by Faust's own flow
+  control);
+- the newest offset fetched per partition (``Consumer.highwater``), to tell an idle
+  partition from a lagging one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.types import TP
+
+
+def write_as(stream: Any, event: Any, table: Any, key: bytes, value: bytes) -> None:
+    """``table[key] = value``, written to the changelog partition of ``event``."""
+    stream._set_current_event(event)
+    try:
+        table[key] = value
+    finally:
+        stream._set_current_event(None)
+
+
+def pause(app: Any, topics: list[str], partition: int) -> None:
+    """Stop fetching ``partition`` of ``topics`` (Faust's flow control does the same)."""
+    app.consumer.pause_partitions([TP(topic, partition) for topic in topics])
+
+
+def resume(app: Any, topics: list[str], partition: int) -> None:
+    """Fetch ``partition`` of ``topics`` again."""
+    app.consumer.resume_partitions([TP(topic, partition) for topic in topics])
+
+
+def assigned(app: Any, topic: str) -> set[int]:
+    """Partitions of ``topic`` assigned to this worker (empty before the first rebalance)."""
+    try:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+    except Exception:  # no consumer yet, or it is rebalancing
+        return set()
+
+
+def highwater(app: Any, topic: str, partition: int) -> int | None:
+    """Offset after the newest message fetched for ``partition`` of ``topic`` (``None``:
+    unknown yet)."""
+    try:
+        value = app.consumer.highwater(TP(topic, partition))
+    except Exception:  # not assigned, or no fetch yet
+        return None
+    return int(value) if value is not None else None
