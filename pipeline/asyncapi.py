@@ -28,6 +28,7 @@ from schemas import (
     Telemetry,
     TrainingExample,
 )
+from schemas.telemetry import MAX_BATCH_BYTES, MAX_BATCH_READINGS, TelemetryBatch
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -46,11 +47,29 @@ DEVICE_ORDER = (
     "topics; a failure dated after the device's newest reading is held until that "
     "reading arrives."
 )
+BATCHES = (
+    " A `TelemetryBatch` (a JSON object with a top-level `readings` member, which "
+    f"`Telemetry` forbids) carries up to {MAX_BATCH_READINGS:,} readings in at most "
+    f"{MAX_BATCH_BYTES // 1024:,} KiB, all of devices that map to the partition it is "
+    "sent to (the producer picks the partition explicitly; its key is free); a reading "
+    "of a device of another partition is dead-lettered. Each reading is validated on "
+    "its own: a bad one is dead-lettered alone, with its `index`, the others are kept."
+)
 INPUT_DELIVERY = (
     "Produce with `acks=all`. Forewarn consumes at least once and applies each message "
     "once per device: the device state records the offset last applied per topic, so a "
     "message read again after a crash is skipped."
 )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another message a topic carries beside its contract's main model."""
+
+    model: type[BaseModel]
+    key: str
+    example: dict[str, Any]
+    example_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,24 +87,45 @@ class Contract:
     example: dict[str, Any] | None = None
     example_key: str | None = None
     value_description: str = ""
+    variants: tuple[Variant, ...] = ()
 
+
+TELEMETRY_EXAMPLE: dict[str, Any] = {
+    "device_id": "Z300GQRM",
+    "ts": "2013-04-18T00:00:00Z",
+    "device_type": "ST4000DM000",
+    "metrics": {"smart_5_raw": 16.0, "smart_197_raw": 64.0, "smart_194_raw": 27.0},
+    "tags": {"datacenter": "sacramento"},
+}
 
 CONTRACTS: dict[str, Contract] = {
     topics.TELEMETRY: Contract(
         Telemetry,
         key="device_id",
-        partitioning=BY_DEVICE,
+        partitioning=BY_DEVICE + BATCHES,
         ordering=DEVICE_ORDER,
         delivery=INPUT_DELIVERY,
         action="receive",
         example_key="Z300GQRM",
-        example={
-            "device_id": "Z300GQRM",
-            "ts": "2013-04-18T00:00:00Z",
-            "device_type": "ST4000DM000",
-            "metrics": {"smart_5_raw": 16.0, "smart_197_raw": 64.0, "smart_194_raw": 27.0},
-            "tags": {"datacenter": "sacramento"},
-        },
+        example=TELEMETRY_EXAMPLE,
+        variants=(
+            Variant(
+                TelemetryBatch,
+                key="free (none, or e.g. the gateway's id); the partition is chosen explicitly",
+                example={
+                    "schema_version": 1,
+                    "readings": [
+                        TELEMETRY_EXAMPLE,
+                        {
+                            "device_id": "S1F07EAZ",
+                            "ts": "2013-04-18T00:00:00Z",
+                            "device_type": "ST3000DM001",
+                            "metrics": {"smart_5_raw": 0.0, "smart_197_raw": 856.0},
+                        },
+                    ],
+                },
+            ),
+        ),
     ),
     topics.FAILURES: Contract(
         FailureEvent,
@@ -182,7 +222,8 @@ CONTRACTS: dict[str, Contract] = {
         partitioning="Keyed by the original key, so a device's rejects stay together.",
         ordering="Per original key.",
         delivery="At least once: a replayed window can repeat an envelope; deduplicate on "
-        "`source_topic`, `partition` and `offset`.",
+        "`source_topic`, `partition`, `offset` and `index` (the reading's position in a "
+        "`TelemetryBatch`, absent for a whole message).",
         action="send",
         example_key="Z300GQRM",
         example={
@@ -270,6 +311,7 @@ def _model_schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in (
         Telemetry,
+        TelemetryBatch,
         FailureEvent,
         Feedback,
         Alert,
@@ -292,7 +334,6 @@ def _retention(ms: int) -> str:
 
 def _channel(spec: topics.TopicSpec, contract: Contract, settings: Settings) -> dict[str, Any]:
     address = settings.topic(spec.name)
-    message = _message_name(spec.name, contract)
     description = "\n\n".join(
         [
             f"{spec.purpose[:1].upper()}{spec.purpose[1:]}.",
@@ -309,7 +350,10 @@ def _channel(spec: topics.TopicSpec, contract: Contract, settings: Settings) -> 
         "address": address,
         "title": spec.name,
         "description": description,
-        "messages": {message: {"$ref": f"#/components/messages/{message}"}},
+        "messages": {
+            name: {"$ref": f"#/components/messages/{name}"}
+            for name in _message_names(spec.name, contract)
+        },
         "bindings": {
             "kafka": {
                 "topic": address,
@@ -335,32 +379,51 @@ def _message_name(topic: str, contract: Contract) -> str:
     return "".join(part.title() for part in topic.replace("_", "-").split("-"))
 
 
-def _message(topic: str, contract: Contract) -> dict[str, Any]:
-    key_schema: dict[str, Any] = {"type": "string", "description": contract.key}
-    if contract.example_key is not None:
-        key_schema["examples"] = [contract.example_key]
-    message: dict[str, Any] = {
-        "name": _message_name(topic, contract),
-        "bindings": {"kafka": {"key": key_schema, "bindingVersion": KAFKA_BINDING_VERSION}},
-    }
+def _message_names(topic: str, contract: Contract) -> list[str]:
+    return [_message_name(topic, contract)] + [v.model.__name__ for v in contract.variants]
+
+
+def _messages(topic: str, contract: Contract) -> dict[str, dict[str, Any]]:
+    """The topic's messages by name: the contract's own, then its variants."""
     if contract.model is None:
-        message["contentType"] = "application/octet-stream"
-        message["summary"] = contract.value_description
-        message["payload"] = {"type": "string", "format": "binary"}
-        return message
-    message["contentType"] = "application/json"
-    message["title"] = contract.model.__name__
-    message["summary"] = (contract.model.__doc__ or "").strip().splitlines()[0]
-    message["payload"] = {"$ref": SCHEMA_REF.format(model=contract.model.__name__)}
-    if contract.example is not None:
-        message["examples"] = [
-            {
-                "name": f"{topic}-example",
-                "summary": f"A {topic} message",
-                "payload": contract.example,
+        name = _message_name(topic, contract)
+        return {
+            name: {
+                "name": name,
+                "bindings": _key_binding(contract.key, contract.example_key),
+                "contentType": "application/octet-stream",
+                "summary": contract.value_description,
+                "payload": {"type": "string", "format": "binary"},
             }
-        ]
-    return message
+        }
+    shapes = [Variant(contract.model, contract.key, contract.example or {}, contract.example_key)]
+    messages: dict[str, dict[str, Any]] = {}
+    for shape in [*shapes, *contract.variants]:
+        name = shape.model.__name__
+        messages[name] = {
+            "name": name,
+            "bindings": _key_binding(shape.key, shape.example_key),
+            "contentType": "application/json",
+            "title": name,
+            "summary": (shape.model.__doc__ or "").strip().splitlines()[0],
+            "payload": {"$ref": SCHEMA_REF.format(model=name)},
+        }
+        if shape.example:
+            messages[name]["examples"] = [
+                {
+                    "name": f"{topic}-example" if shape is shapes[0] else f"{topic}-{name}-example",
+                    "summary": f"A {topic} message" + ("" if shape is shapes[0] else f" ({name})"),
+                    "payload": shape.example,
+                }
+            ]
+    return messages
+
+
+def _key_binding(description: str, example: str | None) -> dict[str, Any]:
+    key: dict[str, Any] = {"type": "string", "description": description}
+    if example is not None:
+        key["examples"] = [example]
+    return {"kafka": {"key": key, "bindingVersion": KAFKA_BINDING_VERSION}}
 
 
 def build_document(settings: Settings) -> dict[str, Any]:
@@ -376,7 +439,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
         channel_id = spec.name
         channels[channel_id] = _channel(spec, contract, settings)
         name = _message_name(spec.name, contract)
-        messages[name] = _message(spec.name, contract)
+        messages.update(_messages(spec.name, contract))
         verb = "consume" if contract.action == "receive" else "produce"
         operation_id = f"{verb}{name}"
         operations[operation_id] = {
@@ -384,7 +447,10 @@ def build_document(settings: Settings) -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{channel_id}"},
             "title": f"Forewarn {'reads' if contract.action == 'receive' else 'writes'} "
             f"{spec.name}",
-            "messages": [{"$ref": f"#/channels/{channel_id}/messages/{name}"}],
+            "messages": [
+                {"$ref": f"#/channels/{channel_id}/messages/{each}"}
+                for each in _message_names(spec.name, contract)
+            ],
         }
     return {
         "asyncapi": ASYNCAPI_VERSION,

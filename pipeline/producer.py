@@ -184,10 +184,9 @@ class TelemetryProducer:
     (``max_readings`` readings or ``max_bytes`` bytes), and any batch whose first
     reading has waited ``linger_s`` seconds (checked on each ``send``: a sender that may
     fall silent calls ``send_pending`` or ``flush`` before it does, or on a timer);
-    ``flush`` sends every pending
-    batch and waits until Kafka acknowledged all of them (``acks=all``), raising
-    :class:`ProduceError` if one was refused; ``close`` (or leaving the ``with`` block)
-    flushes first. One thread at a time.
+    ``flush`` sends every pending batch and waits until Kafka acknowledged all of them
+    (``acks=all``), raising :class:`ProduceError` if one was refused; ``close`` (or
+    leaving the ``with`` block) flushes first. One thread at a time.
 
     ``producer`` is a kafka-python producer to reuse (it is not closed here); by
     default one from :func:`producer_for`.

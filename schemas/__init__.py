@@ -21,17 +21,24 @@ from schemas.outputs import (
     TrainingExample,
 )
 from schemas.telemetry import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_READINGS,
+    TELEMETRY_BATCH_SCHEMA_VERSION,
     FailureEvent,
     Feedback,
     MaintenanceEvent,
     MaintenanceKind,
     Telemetry,
+    TelemetryBatch,
     Verdict,
 )
 
 __all__ = [
     "ALERT_SCHEMA_VERSION",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_READINGS",
     "SCHEMA_VERSION",
+    "TELEMETRY_BATCH_SCHEMA_VERSION",
     "Alert",
     "AlertAction",
     "EpochClosed",
@@ -48,6 +55,7 @@ __all__ = [
     "Rejected",
     "Severity",
     "Telemetry",
+    "TelemetryBatch",
     "TrainingExample",
     "Verdict",
     "message_models",
@@ -60,6 +68,7 @@ def message_models() -> dict[str, type[BaseModel]]:
         model.__name__: model
         for model in (
             Telemetry,
+            TelemetryBatch,
             FailureEvent,
             Feedback,
             MaintenanceEvent,

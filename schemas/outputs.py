@@ -171,15 +171,19 @@ class EpochClosed(Message):
 
 
 class Rejected(Message):
-    """The dead-letter envelope: the original bytes, why, and where they came from."""
+    """The dead-letter envelope: the original bytes, why, and where they came from.
+
+    For one refused reading of a :class:`~schemas.TelemetryBatch`, ``index`` is the
+    reading's position in the batch (from 0) and ``value`` the reading's own JSON (send
+    it again as a single message once fixed); for a whole message ``index`` is ``None``
+    and ``value`` the message's bytes.
+    """
 
     source_topic: Label
     partition: int | None = None
     offset: int | None = None
+    index: int | None = Field(default=None, ge=0)
     key: bytes | None = None
     value: bytes
     reason: Text
     rejected_at: UtcDatetime
-    index: int | None = Field(default=None, ge=0)
-    """Position of the refused reading in its ``TelemetryBatch`` (``value`` is then the
-    reading's own JSON); ``None`` for a message of its own."""

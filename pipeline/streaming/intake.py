@@ -95,8 +95,8 @@ def rejected(
     value: bytes | None,
     index: int | None = None,
 ) -> Rejected:
-    """The dead-letter envelope for a rejected message, or for one reading of a batch
-    (``index``: its position in the batch).
+    """The dead-letter envelope for a rejected message, or for reading ``index`` of a
+    batch (its position in ``readings``, as :func:`decode_many` numbers it).
 
     ``value`` is the message's payload; the envelope keeps the rejection's own
     ``value`` instead when it has one (the refused reading of a batch).
@@ -105,11 +105,11 @@ def rejected(
         source_topic=topic,
         partition=partition,
         offset=offset,
+        index=index,
         key=key,
         value=rejection.value if rejection.value is not None else value or b"",
         reason=rejection.reason,
         rejected_at=datetime.now(UTC),
-        index=index,
     )
 
 

@@ -108,7 +108,29 @@ def test_every_example_is_a_valid_message(document: dict[str, Any]) -> None:
         schema = {**schemas[contract.model.__name__], "components": {"schemas": schemas}}
         jsonschema.Draft202012Validator(schema).validate(contract.example)
         checked += 1
+        for variant in contract.variants:
+            variant.model.model_validate_json(json.dumps(variant.example))
+            message = document["components"]["messages"][variant.model.__name__]
+            assert message["examples"][0]["payload"] == variant.example
+            schema = {**schemas[variant.model.__name__], "components": {"schemas": schemas}}
+            jsonschema.Draft202012Validator(schema).validate(variant.example)
     assert checked == len(topics.TOPICS) - 2  # all but the two internal changelogs
+
+
+def test_telemetry_carries_single_readings_and_batches(document: dict[str, Any]) -> None:
+    channel = document["channels"]["telemetry"]
+    assert set(channel["messages"]) == {"Telemetry", "TelemetryBatch"}
+    operation = document["operations"]["consumeTelemetry"]
+    assert [m["$ref"].rsplit("/", 1)[1] for m in operation["messages"]] == [
+        "Telemetry",
+        "TelemetryBatch",
+    ]
+    schemas = document["components"]["schemas"]
+    readings = schemas["TelemetryBatch"]["properties"]["readings"]
+    assert readings["items"] == {"$ref": "#/components/schemas/Telemetry"}
+    schema = {**schemas["TelemetryBatch"], "components": {"schemas": schemas}}
+    with pytest.raises(jsonschema.ValidationError):  # the readings are documented as Telemetry
+        jsonschema.Draft202012Validator(schema).validate({"readings": [{"device_id": "x"}]})
 
 
 def test_forewarn_schemas_asyncapi_writes_the_document(tmp_path: Path) -> None:

@@ -215,15 +215,22 @@ def test_other_topics_never_read_batches() -> None:
     assert isinstance(event, FailureEvent)
 
 
-def test_the_dead_letter_keeps_the_readings_own_json() -> None:
+def test_the_dead_letter_names_the_index_and_keeps_the_readings_own_json() -> None:
     a, b = devices_on(1, 2)
     bad = reading(b, metrics={"smart_5_raw": "x"})
     value = batch(reading(a), bad)
     (_, refused) = decode_batch(value)[1]
     assert isinstance(refused, Rejection)
-    envelope = rejected(refused, topic="telemetry", partition=1, offset=77, key=None, value=value)
+    envelope = rejected(
+        refused, topic="telemetry", partition=1, offset=77, key=None, value=value, index=1
+    )
     again = Rejected.model_validate_json(envelope.model_dump_json())
-    assert (again.source_topic, again.partition, again.offset) == ("telemetry", 1, 77)
+    assert (again.source_topic, again.partition, again.offset, again.index) == (
+        "telemetry",
+        1,
+        77,
+        1,
+    )
     assert json.loads(again.value) == bad
     whole = rejected(
         Rejection("invalid TelemetryBatch: x"),
@@ -233,6 +240,7 @@ def test_the_dead_letter_keeps_the_readings_own_json() -> None:
         key=b"k",
         value=value,
     )
+    assert whole.index is None
     assert whole.value == value
 
 
