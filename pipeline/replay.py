@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 from kafka import KafkaProducer
+from kafka.producer.future import FutureRecordMetadata
 
 from pipeline import topics
 from pipeline.datasets import Event
@@ -26,7 +27,7 @@ from schemas.telemetry import MAX_BATCH_READINGS
 
 log = structlog.get_logger(__name__)
 
-BATCH_BY_DEFAULT = False
+BATCH_BY_DEFAULT = True
 """Whether ``replay`` (and ``forewarn replay``) sends readings in batches by default."""
 
 
@@ -112,7 +113,9 @@ def replay(
             if isinstance(event, FailureEvent):
                 if telemetry is not None:
                     telemetry.flush_partition(telemetry.partition_of(event.device_id))
-                _send_keyed(kafka, settings.topic(topics.FAILURES), event)
+                # Acknowledged before any later reading is sent: a worker processes a
+                # reading only once it has read every failure written before it.
+                _send_keyed(kafka, settings.topic(topics.FAILURES), event).get(timeout=60)
                 stats.failures += 1
             elif telemetry is not None:
                 telemetry.send(event)
@@ -144,8 +147,8 @@ def check_batch_readings(readings: int) -> None:
         raise ConfigError(f"--batch-readings must be 1 to {MAX_BATCH_READINGS}, got {readings}")
 
 
-def _send_keyed(kafka: KafkaProducer, topic: str, event: Event) -> None:
-    kafka.send(topic, key=event.device_id.encode(), value=event.model_dump_json().encode())
+def _send_keyed(kafka: KafkaProducer, topic: str, event: Event) -> FutureRecordMetadata:
+    return kafka.send(topic, key=event.device_id.encode(), value=event.model_dump_json().encode())
 
 
 def _delay(pace: Pace, sent: int, started: float, event: Event, first_ts: float | None) -> float:

@@ -70,7 +70,9 @@ class EpochTrainer:
         """Examples that arrived after their epoch closed (learnt in the next one)."""
         self._open: dict[int, dict[ExampleKey, TrainingExample]] = {}
         self._recent: deque[set[ExampleKey]] = deque(maxlen=RECENT_EPOCHS)
-        self._resumed = NO_EPOCH
+        self._learnt_through: dict[str, int] = {}
+        """Per group, the epoch its resumed snapshot was trained through."""
+        self._resumed_closed = NO_EPOCH
 
     # -- input ------------------------------------------------------------------------
 
@@ -78,15 +80,18 @@ class EpochTrainer:
         """Keep ``example`` for its epoch; ``False`` if it is a copy of one already kept."""
         key = key_of(example)
         epoch = epoch_of(self.schedule, example)
-        if epoch <= self._resumed:
+        if epoch <= self._learnt_through.get(example.group, NO_EPOCH):
             self.duplicates += 1  # learnt before the restart: in the resumed snapshot
             return False
         if epoch <= self.closed:
             if any(key in keys for keys in self._recent):
                 self.duplicates += 1
                 return False
-            self.late += 1
-            epoch = self.closed + 1
+            if epoch > self._resumed_closed:
+                self.late += 1
+                epoch = self.closed + 1
+            # else: read again after a restart, not in any snapshot (its group had no
+            # model yet): learnt in its own epoch, in order, at the next close.
         bucket = self._open.setdefault(epoch, {})
         if key in bucket:
             self.duplicates += 1
@@ -113,7 +118,11 @@ class EpochTrainer:
     # -- closing ----------------------------------------------------------------------
 
     def close_through(self, epoch: int) -> list[FleetModel]:
-        """Learn every open epoch ``<= epoch`` in order; return the versions published."""
+        """Learn every open epoch ``<= epoch`` in order; return the versions published.
+
+        After a restart this includes epochs closed before it whose examples were read
+        again (groups that had no published version yet).
+        """
         published: list[FleetModel] = []
         for k in sorted(k for k in self._open if k <= epoch):
             bucket = self._open.pop(k)
@@ -143,8 +152,15 @@ class EpochTrainer:
         for model in models:
             self.trainer(model.group).resume(model)
             self.history.setdefault(model.group, deque(maxlen=HISTORY)).append(model)
+            self._learnt_through[model.group] = model.epoch
         self.closed = max(self.closed, closed)
-        self._resumed = self.closed
+        self._resumed_closed = self.closed
+
+    def published_through(self, group: str) -> int:
+        """The newest epoch a published version of ``group`` contains (``NO_EPOCH``: none):
+        its examples up to there need not be read again."""
+        versions = self.history.get(group)
+        return versions[-1].epoch if versions else NO_EPOCH
 
     def models_as_of(self, epoch: int) -> list[FleetModel]:
         """Per group, the newest version trained through ``epoch`` at most."""

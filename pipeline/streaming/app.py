@@ -293,6 +293,20 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         log.info("lane_restored", partition=partition, watermark=lane.watermark)
         return lane
 
+    def labels_read(partition: int) -> bool:
+        """Every failure and verdict of ``partition`` fetched so far has been processed
+        (a producer that acknowledged a failure before sending later readings then never
+        has a reading scored before it)."""
+        for topic in input_names[1:]:
+            highwater = faust_adapter.highwater(app, topic, partition)
+            if highwater is None:
+                continue
+            done = counters.last_offsets.get((topic, partition), -1) + 1
+            committed = faust_adapter.committed(app, topic, partition)
+            if max(done, committed or 0) < highwater:
+                return False
+        return True
+
     async def send(topic: Any, key: bytes | None, value: bytes, **kwargs: Any) -> None:
         checkpoint.add_send(await topic.send(key=key, value=value, **kwargs))
 
@@ -390,8 +404,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             done=done,
             send_marker=send_marker,
             load_lane=load_lane,
-            pause=lambda p: faust_adapter.pause(app, input_names, p),
-            resume=lambda p: faust_adapter.resume(app, input_names, p),
+            # Only readings pause: a lane may be waiting for its failures.
+            pause=lambda p: faust_adapter.pause(app, input_names[:1], p),
+            resume=lambda p: faust_adapter.resume(app, input_names[:1], p),
+            labels_read=labels_read,
         ),
         topic_prefix=settings.topic_prefix,
         partitions=settings.topic_partitions,

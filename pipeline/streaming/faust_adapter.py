@@ -9,8 +9,10 @@ and nowhere else (check them when upgrading faust-streaming):
 - pausing and resuming the fetch of partitions whose lane is waiting for a model
   (``Consumer.pause_partitions`` / ``resume_partitions``, used by Faust's own flow
   control);
-- the newest offset fetched per partition (``Consumer.highwater``), to tell an idle
-  partition from a lagging one.
+- the newest offset fetched per partition (``Consumer.highwater``) and the offset
+  committed for it (``Consumer._committed_offset``, kept by Faust since the partition
+  was assigned), to tell an idle partition from a lagging one and to know whether
+  every failure before a reading has been read.
 """
 
 from __future__ import annotations
@@ -53,5 +55,15 @@ def highwater(app: Any, topic: str, partition: int) -> int | None:
     try:
         value = app.consumer.highwater(TP(topic, partition))
     except Exception:  # not assigned, or no fetch yet
+        return None
+    return int(value) if value is not None else None
+
+
+def committed(app: Any, topic: str, partition: int) -> int | None:
+    """The committed offset (the next to read) of ``partition`` of ``topic`` as Faust
+    last knew it (``None``: none yet)."""
+    try:
+        value = app.consumer._committed_offset.get(TP(topic, partition))
+    except Exception:  # no consumer yet, or it is rebalancing
         return None
     return int(value) if value is not None else None

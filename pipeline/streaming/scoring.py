@@ -15,6 +15,7 @@ and only for partitions without data (``docs/streaming.md``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from pipeline import topics
 from pipeline.engine import EngineConfig
 from pipeline.engine.catalogue import Catalogue
 from pipeline.engine.lane import Lane
@@ -59,6 +61,8 @@ class LaneSlot:
     """The newest message of the partition (carries its partition to the tables)."""
     paused: bool = False
     head: Head | None = None
+    draining: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One drain of the queue at a time (the agent and the wake-up task both drain)."""
     changed: bool = False
     """Processed something since its state was last staged for the changelog."""
 
@@ -76,6 +80,7 @@ class ScoringPorts:
         load_lane: Callable[[int], Lane | None],
         pause: Callable[[int], None],
         resume: Callable[[int], None],
+        labels_read: Callable[[int], bool] = lambda _: True,
     ) -> None:
         self.record_of = record_of
         self.route = route
@@ -84,6 +89,9 @@ class ScoringPorts:
         self.load_lane = load_lane
         self.pause = pause
         self.resume = resume
+        self.labels_read = labels_read
+        """Whether every failure and verdict of a partition that Kafka held when its
+        newest reading was fetched has been processed."""
 
 
 class ScoringLoop:
@@ -107,6 +115,7 @@ class ScoringLoop:
         self.ports = ports
         self.slots: dict[int, LaneSlot] = {}
         self._prefix = topic_prefix
+        self._telemetry = topic_prefix + topics.TELEMETRY
         self._partitions = partitions
         self._catalogue = catalogue
         self._max_parked = max_parked
@@ -128,11 +137,17 @@ class ScoringLoop:
             self.slots.pop(partition, None)
 
     async def offer(self, event: Event) -> None:
-        """Process one input message now, or queue it behind its lane's waiting ones."""
+        """Process one input message now, or queue a reading behind its lane's waiting
+        ones. Failures and verdicts never queue: a lane holds them until it moves past
+        their time anyway, and a queued reading may be waiting for them."""
         partition = event.message.partition
         slot = self.slot(partition)
         slot.last_active = time.monotonic()
         slot.last_event = event
+        if event.message.topic != self._telemetry:
+            await self._process(slot, event)
+            await self._drain_slot(partition, slot)
+            return
         if slot.queue:
             self._park(slot, event)
             return
@@ -142,13 +157,17 @@ class ScoringLoop:
     async def drain(self) -> None:
         """Resume every queue whose head can go now (after an epoch closed)."""
         for partition, slot in list(self.slots.items()):
+            await self._drain_slot(partition, slot)
+
+    async def _drain_slot(self, partition: int, slot: LaneSlot) -> None:
+        async with slot.draining:
             while slot.queue:
                 if not await self._process(slot, slot.queue[0]):
                     break
                 slot.queue.popleft()
-            if slot.paused and len(slot.queue) < self._max_parked // 2:
-                slot.paused = False
-                self.ports.resume(partition)
+        if slot.paused and len(slot.queue) < self._max_parked // 2:
+            slot.paused = False
+            self.ports.resume(partition)
 
     def waiting(self) -> int:
         """Messages queued behind the barrier, all lanes."""
@@ -168,9 +187,17 @@ class ScoringLoop:
         message = event.message
         key = message.key if isinstance(message.key, bytes) else None
         value = message.value if isinstance(message.value, bytes) else None
+        source = Source(message.topic, message.partition, message.offset)
+        if message.topic != self._telemetry:
+            for index, decoded in slot.processor.decode(source, key, value):
+                unit_source = Source(message.topic, message.partition, message.offset, index)
+                await self._unit(slot, event, unit_source, decoded, key=key, value=value)
+            await self.ports.done(event)
+            return True
         head = slot.head
         if head is None or head.event is not event:
-            source = Source(message.topic, message.partition, message.offset)
+            if not self.ports.labels_read(message.partition):
+                return False  # a failure written before this reading is still on its way
             head = slot.head = Head(event, slot.processor.decode(source, key, value))
         while head.position < len(head.units):
             index, decoded = head.units[head.position]
@@ -231,7 +258,10 @@ class ScoringLoop:
                 marker = lane.advance(prepared.message.ts.timestamp())
                 if marker is not None:
                     await self._marker(lane.partition, marker)
-                return False
+                # Checked again after the await: had the epoch closed meanwhile, the
+                # wake-up (drain) has passed already and the lane would wait forever.
+                if self.registry.closed < needed:
+                    return False
             lane.install(needed, self.registry.models_as_of(needed))
         outcome = processor.apply(prepared)
         await self.ports.route(outcome, event)

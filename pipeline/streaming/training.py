@@ -63,7 +63,8 @@ class TrainingLoop:
         self._publish = publish
         self._ack = ack
         self.trainers: dict[int, EpochTrainer] = {}
-        self._unacked: dict[int, list[tuple[int, Event]]] = {}
+        self._unacked: dict[int, list[tuple[int, str | None, Event]]] = {}
+        """Per partition: (epoch, group or ``None`` for a marker, message)."""
 
     def trainer(self, partition: int) -> EpochTrainer:
         """The epoch trainer of ``training-examples`` partition ``partition``, resumed from
@@ -93,8 +94,10 @@ class TrainingLoop:
         if trainer.late != late_before:
             self.counters.examples_late += 1
             log.warning("training_example_late", group=example.group, device_id=example.device_id)
-        epoch = max(epoch_of(trainer.schedule, example), trainer.closed + 1)
-        self._unacked.setdefault(partition, []).append((epoch, event))
+        epoch = epoch_of(trainer.schedule, example)
+        if late_before != trainer.late:
+            epoch = trainer.closed + 1
+        self._unacked.setdefault(partition, []).append((epoch, example.group, event))
 
     async def on_marker(self, partition: int, event: Event, marker: LaneWatermark) -> None:
         """Note a lane's progress; close and publish every epoch it completes."""
@@ -103,7 +106,7 @@ class TrainingLoop:
         if marker.idle or marker.complete_through <= trainer.closed:
             await self._ack(event)
         else:
-            self._unacked.setdefault(partition, []).append((marker.complete_through, event))
+            self._unacked.setdefault(partition, []).append((marker.complete_through, None, event))
         await self.close(partition)
 
     async def close(self, partition: int) -> None:
@@ -117,12 +120,16 @@ class TrainingLoop:
         await self._publish(partition, models, through, versions)
         for model in models:
             log.info("model_published", group=model.group, version=model.version, epoch=through)
+        # An example is acknowledged once a published version of its group contains it
+        # (until a group's first version, a restarted trainer must read them again); a
+        # marker once its epoch is closed.
         keep = []
-        for epoch, event in self._unacked.get(partition, []):
-            if epoch <= through:
+        for epoch, group, event in self._unacked.get(partition, []):
+            covered = trainer.published_through(group) if group is not None else through
+            if epoch <= covered:
                 await self._ack(event)
             else:
-                keep.append((epoch, event))
+                keep.append((epoch, group, event))
         self._unacked[partition] = keep
 
     def forget(self, partitions: set[int]) -> None:

@@ -223,15 +223,47 @@ def test_the_trainer_waits_for_every_active_lane_and_learns_each_example_once() 
     assert trainer.duplicates == 2
 
 
-def fleet_example(t: float) -> TrainingExample:
+def fleet_example(t: float, *, device: str = "d", label: bool = True) -> TrainingExample:
     from datetime import UTC, datetime
 
     return TrainingExample(
         group="g",
-        device_id="d",
+        device_id=device,
         ts=datetime.fromtimestamp(t, UTC),
-        features={"x": 1.0},
-        label=True,
+        features={"x": 1.0 if label else 0.0},
+        label=label,
         weight=1.0,
-        source="failure",
+        source="failure" if label else "horizon",
     )
+
+
+def test_a_restarted_trainer_relearns_what_no_published_version_holds() -> None:
+    """Epochs closed before a group's first version are learnt again, each in its own
+    epoch, by a trainer resumed after a crash: it ends with the uninterrupted model."""
+    config = EngineConfig(min_positives=3)
+    schedule = EpochTrainer(config).schedule
+    day = schedule.interval_s
+    examples = [
+        fleet_example(k * day, device=f"d{k}-{i}", label=(k >= 3 and i == 0))
+        for k in range(8)
+        for i in range(4)
+    ]
+    whole = EpochTrainer(config)
+    for example in examples:
+        whole.add(example)
+    whole.close_through(7)
+
+    first = EpochTrainer(config)
+    for example in examples[:16]:  # epochs 0-3: one positive, no version yet
+        first.add(example)
+    assert first.close_through(3) == []
+    restarted = EpochTrainer(config)
+    restarted.resume(first.models_as_of(3), closed=3)  # nothing published: nothing to resume
+    for example in examples:  # unacknowledged, so read again from the start
+        restarted.add(example)
+    restarted.close_through(7)
+    assert restarted.late == 0
+    x = examples[0].features
+    a, b = whole.models_as_of(7)[-1], restarted.models_as_of(7)[-1]
+    assert (a.version, a.epoch) == (b.version, b.epoch)
+    assert a.pipeline.predict_proba_one(x) == b.pipeline.predict_proba_one(x)
