@@ -408,6 +408,8 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             pause=lambda p: faust_adapter.pause(app, input_names[:1], p),
             resume=lambda p: faust_adapter.resume(app, input_names[:1], p),
             labels_read=labels_read,
+            # A lane (restored) installs the exact versions it had: read them first.
+            before_new_lane=worker.models.catch_up,
         ),
         topic_prefix=settings.topic_prefix,
         partitions=settings.topic_partitions,
@@ -424,10 +426,12 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         # Make what was processed durable while the partitions are still ours; another
         # worker may own them next, so their state is read from the tables again when
         # they come back, and what waited (unacknowledged) is re-read by the new owner.
+        revoked_inputs = {tp.partition for tp in revoked if tp.topic == input_names[0]}
+        scoring.revoke(revoked_inputs)
         if ports.stream is not None:
             await commit()
         worker.records.clear()
-        scoring.forget({tp.partition for tp in revoked if tp.topic == input_names[0]})
+        scoring.forget(revoked_inputs)
         worker.training.forget(
             {tp.partition for tp in revoked if tp.topic == settings.topic(topics.TRAINING_EXAMPLES)}
         )
@@ -469,6 +473,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             last = counters.last_offsets.get((input_names[0], partition), -1)
             return highwater is not None and last + 1 >= highwater
 
+        scoring.report_waiting()
         await scoring.mark_idle(faust_adapter.assigned(app, input_names[0]), caught_up, LANE_IDLE_S)
 
     # -- training -----------------------------------------------------------------------
@@ -533,6 +538,9 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         await worker.models.caught_up.wait()
         async for event in manual.events():
             message = event.message
+            if message.partition not in worker.training.trainers:
+                # Resumed from what the previous owner published, up to this moment.
+                await worker.models.catch_up()
             value = message.value if isinstance(message.value, bytes) else b""
             key = message.key if isinstance(message.key, bytes) else b""
             try:

@@ -52,6 +52,8 @@ class ModelRegistry:
         self.caught_up = asyncio.Event()
         self.changed = asyncio.Event()
         """Set whenever an epoch closes; waiters clear it before they wait."""
+        self._consumer: AIOKafkaConsumer | None = None
+        self._read = asyncio.Condition()
 
     @property
     def closed(self) -> int:
@@ -110,6 +112,32 @@ class ModelRegistry:
             self.changed.set()
         return True
 
+    async def catch_up(self, timeout_s: float = 60.0) -> None:
+        """Wait until everything on the topic now has been read (before a lane or a
+        trainer is resumed: it needs the versions published up to this moment)."""
+        consumer = self._consumer
+        if consumer is None:
+            await self.caught_up.wait()
+            consumer = self._consumer
+        assert consumer is not None
+        partitions = list(consumer.assignment())
+        end = await consumer.end_offsets(partitions)
+
+        async def read_up() -> bool:
+            return all([await consumer.position(tp) >= end[tp] for tp in partitions])
+
+        async with self._read:
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while not await read_up():
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    log.warning("models_catch_up_timeout", timeout_s=timeout_s)
+                    return
+                try:
+                    await asyncio.wait_for(self._read.wait(), remaining)
+                except TimeoutError:
+                    continue
+
     def _refuse(self, reason: str, detail: str = "", **context: object) -> None:
         self.refused += 1
         log.error("model_snapshot_refused", reason=reason, detail=detail, **context)
@@ -142,11 +170,14 @@ class ModelRegistry:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
+            self._consumer = consumer
             while True:
                 batches = await consumer.getmany(timeout_ms=poll_timeout_ms)
                 for records in batches.values():
                     for record in records:
                         self.accept(record.value, record.key)
+                async with self._read:
+                    self._read.notify_all()
                 positions = [await consumer.position(tp) for tp in partitions]
                 if not self.caught_up.is_set() and all(
                     position >= end[tp] for position, tp in zip(positions, partitions, strict=True)

@@ -40,6 +40,10 @@ MAX_PARKED = 20_000
 """Messages queued in one lane before its partition's fetch is paused."""
 
 
+async def _nothing() -> None:
+    return None
+
+
 @dataclass
 class Head:
     """The message at the head of a lane, decoded, and how far into it the lane got."""
@@ -61,6 +65,8 @@ class LaneSlot:
     """The newest message of the partition (carries its partition to the tables)."""
     paused: bool = False
     head: Head | None = None
+    revoked: bool = False
+    """The partition is being handed to another worker: process nothing more."""
     draining: asyncio.Lock = field(default_factory=asyncio.Lock)
     """One drain of the queue at a time (the agent and the wake-up task both drain)."""
     changed: bool = False
@@ -81,6 +87,7 @@ class ScoringPorts:
         pause: Callable[[int], None],
         resume: Callable[[int], None],
         labels_read: Callable[[int], bool] = lambda _: True,
+        before_new_lane: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.record_of = record_of
         self.route = route
@@ -90,6 +97,7 @@ class ScoringPorts:
         self.pause = pause
         self.resume = resume
         self.labels_read = labels_read
+        self.before_new_lane = before_new_lane or _nothing
         """Whether every failure and verdict of a partition that Kafka held when its
         newest reading was fetched has been processed."""
 
@@ -131,6 +139,14 @@ class ScoringLoop:
             slot = self.slots[partition] = LaneSlot(lane, processor)
         return slot
 
+    def revoke(self, partitions: set[int]) -> None:
+        """Partitions are being revoked: stop processing them (the next unit of a message
+        in progress does not start), before the last checkpoint is committed."""
+        for partition in partitions:
+            slot = self.slots.get(partition)
+            if slot is not None:
+                slot.revoked = True
+
     def forget(self, partitions: set[int]) -> None:
         """Partitions revoked: their lanes move with the changelog to their new owner."""
         for partition in partitions:
@@ -141,6 +157,8 @@ class ScoringLoop:
         ones. Failures and verdicts never queue: a lane holds them until it moves past
         their time anyway, and a queued reading may be waiting for them."""
         partition = event.message.partition
+        if partition not in self.slots:
+            await self.ports.before_new_lane()
         slot = self.slot(partition)
         slot.last_active = time.monotonic()
         slot.last_event = event
@@ -169,6 +187,22 @@ class ScoringLoop:
             slot.paused = False
             self.ports.resume(partition)
 
+    def report_waiting(self) -> None:
+        """Log every lane that has messages waiting, and what it waits for."""
+        for partition, slot in sorted(self.slots.items()):
+            if slot.queue:
+                lane = slot.lane
+                log.info(
+                    "lane_waiting",
+                    partition=partition,
+                    queued=len(slot.queue),
+                    watermark=lane.watermark,
+                    marked=lane.marked,
+                    needs=lane.schedule.needed(lane.watermark),
+                    closed=self.registry.closed,
+                    labels_read=self.ports.labels_read(partition),
+                )
+
     def waiting(self) -> int:
         """Messages queued behind the barrier, all lanes."""
         return sum(len(slot.queue) for slot in self.slots.values())
@@ -184,6 +218,8 @@ class ScoringLoop:
     async def _process(self, slot: LaneSlot, event: Event) -> bool:
         """Run ``event`` (every reading of a batch) through its lane; ``False`` if it must
         wait for a model epoch (a batch then resumes at the reading that waits)."""
+        if slot.revoked:
+            return False  # read again by the partition's next owner
         message = event.message
         key = message.key if isinstance(message.key, bytes) else None
         value = message.value if isinstance(message.value, bytes) else None
@@ -200,6 +236,8 @@ class ScoringLoop:
                 return False  # a failure written before this reading is still on its way
             head = slot.head = Head(event, slot.processor.decode(source, key, value))
         while head.position < len(head.units):
+            if slot.revoked:
+                return False  # read again by the partition's next owner
             index, decoded = head.units[head.position]
             source = Source(message.topic, message.partition, message.offset, index)
             if not await self._unit(slot, event, source, decoded, key=key, value=value):
