@@ -463,7 +463,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             worker.models.changed.clear()
             await scoring.drain()
 
-    @app.timer(interval=LANE_IDLE_S / 2)
+    @app.timer(interval=LANE_IDLE_S / 5)
     async def idle_lanes() -> None:
         if ports.stream is None:
             return
@@ -474,6 +474,9 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             return highwater is not None and last + 1 >= highwater
 
         scoring.report_waiting()
+        # A safety net for wake-ups: a lane can wait on two things (an epoch, its
+        # failures being read); draining again only retries the queues' heads in order.
+        await scoring.drain()
         await scoring.mark_idle(faust_adapter.assigned(app, input_names[0]), caught_up, LANE_IDLE_S)
 
     # -- training -----------------------------------------------------------------------
