@@ -35,7 +35,7 @@ from pipeline.engine import EngineConfig, Evaluator, FleetModel
 from pipeline.engine.lane import Lane
 from pipeline.security import faust_broker_credentials, kafka_options
 from pipeline.settings import Settings
-from pipeline.streaming import faust_adapter
+from pipeline.streaming import faust_adapter, tasks_dump
 from pipeline.streaming.checkpoint import Checkpointer, Staged
 from pipeline.streaming.counters import Counters
 from pipeline.streaming.health import HealthReporter
@@ -44,6 +44,7 @@ from pipeline.streaming.intake import Rejection, describe_validation_error, reje
 from pipeline.streaming.models import ModelRegistry, epoch_key
 from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome
 from pipeline.streaming.published import PublishedAlerts
+from pipeline.streaming.rewind import Rewinds
 from pipeline.streaming.rollup import Rollup
 from pipeline.streaming.scoring import ScoringLoop, ScoringPorts
 from pipeline.streaming.signing import seal, sign_snapshot, unseal
@@ -416,6 +417,11 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         catalogue=worker.catalogue,
     )
 
+    training_name = settings.topic(topics.TRAINING_EXAMPLES)
+    rewinds = Rewinds(
+        lambda topic, partition, offset: faust_adapter.seek(app, topic, partition, offset)
+    )
+
     async def commit() -> None:
         stats = await checkpoint.commit()
         if stats is not None:
@@ -427,14 +433,23 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         # worker may own them next, so their state is read from the tables again when
         # they come back, and what waited (unacknowledged) is re-read by the new owner.
         revoked_inputs = {tp.partition for tp in revoked if tp.topic == input_names[0]}
+        revoked_training = {tp.partition for tp in revoked if tp.topic == training_name}
         scoring.revoke(revoked_inputs)
         if ports.stream is not None:
             await commit()
+        for partition in revoked_inputs:
+            rewinds.revoked(scoring.resume_offsets(partition, input_names))
+        for partition in revoked_training:
+            offset = worker.training.resume_offset(partition)
+            if offset is not None:
+                rewinds.revoked({(training_name, partition): offset})
         worker.records.clear()
         scoring.forget(revoked_inputs)
-        worker.training.forget(
-            {tp.partition for tp in revoked if tp.topic == settings.topic(topics.TRAINING_EXAMPLES)}
-        )
+        worker.training.forget(revoked_training)
+
+    @app.on_partitions_assigned.connect
+    async def guard(_: Any, assigned: Any = (), *__: Any, **___: Any) -> None:
+        rewinds.assigned((tp.topic, tp.partition) for tp in assigned)
 
     @app.agent(inputs)
     async def device_events(stream: Stream) -> None:
@@ -442,6 +457,9 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         await worker.models.caught_up.wait()
         handled = 0
         async for event in manual.events():
+            message = event.message
+            if not await rewinds.admit(message.topic, message.partition, message.offset):
+                continue
             await scoring.offer(event)
             handled += 1
             if checkpoint.size >= settings.sink_batch_size:
@@ -541,6 +559,8 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         await worker.models.caught_up.wait()
         async for event in manual.events():
             message = event.message
+            if not await rewinds.admit(message.topic, message.partition, message.offset):
+                continue
             if message.partition not in worker.training.trainers:
                 # Resumed from what the previous owner published, up to this moment.
                 await worker.models.catch_up()
@@ -565,6 +585,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         )
 
     health = HealthReporter(app, worker)
+
+    @app.task
+    async def debug_signal() -> None:
+        tasks_dump.install(asyncio.get_running_loop())
 
     @app.timer(interval=5.0)
     async def report_health() -> None:

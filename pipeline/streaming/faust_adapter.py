@@ -41,6 +41,13 @@ def resume(app: Any, topics: list[str], partition: int) -> None:
     app.consumer.resume_partitions([TP(topic, partition) for topic in topics])
 
 
+async def seek(app: Any, topic: str, partition: int, offset: int) -> None:
+    """Fetch ``partition`` of ``topic`` from ``offset`` next, and move Faust's read offset
+    there too (it drops fetched messages below it). ``seek_wait`` runs in the consumer's
+    thread; Faust's ``seek`` calls aiokafka from the caller's thread instead."""
+    await app.consumer.seek_wait({TP(topic, partition): offset})
+
+
 def assigned(app: Any, topic: str) -> set[int]:
     """Partitions of ``topic`` assigned to this worker (empty before the first rebalance)."""
     try:

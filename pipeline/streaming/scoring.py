@@ -147,6 +147,23 @@ class ScoringLoop:
             if slot is not None:
                 slot.revoked = True
 
+    def resume_offsets(self, partition: int, topics: list[str]) -> dict[tuple[str, int], int]:
+        """Per input topic of ``partition``: the first offset this worker has not finished
+        (a revoked partition handed straight back must be read again from there)."""
+        positions = {}
+        for topic in topics:
+            last = self.counters.last_offsets.get((topic, partition))
+            if last is not None:
+                positions[(topic, partition)] = last + 1
+        slot = self.slots.get(partition)
+        if slot is not None:
+            waiting = [event.message.offset for event in slot.queue]
+            if slot.head is not None:
+                waiting.append(slot.head.event.message.offset)
+            if waiting:
+                positions[(self._telemetry, partition)] = min(waiting)
+        return positions
+
     def forget(self, partitions: set[int]) -> None:
         """Partitions revoked: their lanes move with the changelog to their new owner."""
         for partition in partitions:

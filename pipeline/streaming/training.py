@@ -11,6 +11,7 @@ record to ``models``, and only then acknowledges the messages of the epochs it c
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,9 @@ log = structlog.get_logger(__name__)
 Event = Any
 LANE_KEY_PREFIX = b"\x00lane:"
 """Key of a ``LaneWatermark`` on ``training-examples`` (no group label has a NUL)."""
+
+ANY = "\x00any"
+"""Group of an unacknowledged message nothing waits on (a duplicate, an idle marker)."""
 
 Publish = Callable[[int, list[FleetModel], int, dict[str, int]], Awaitable[None]]
 """``publish(training_partition, new_models, closed_through, versions)``: durable on return."""
@@ -63,8 +67,10 @@ class TrainingLoop:
         self._publish = publish
         self._ack = ack
         self.trainers: dict[int, EpochTrainer] = {}
-        self._unacked: dict[int, list[tuple[int, str | None, Event]]] = {}
-        """Per partition: (epoch, group or ``None`` for a marker, message)."""
+        self._unacked: dict[int, deque[tuple[int, str | None, Event]]] = {}
+        """Per partition, in offset order: (epoch, group or ``None`` for a marker or
+        ``ANY`` for a message nothing waits on, message)."""
+        self._next_offset: dict[int, int] = {}
 
     def trainer(self, partition: int) -> EpochTrainer:
         """The epoch trainer of ``training-examples`` partition ``partition``, resumed from
@@ -86,10 +92,11 @@ class TrainingLoop:
     async def on_example(self, partition: int, event: Event, example: TrainingExample) -> None:
         """Keep ``example`` for its epoch (acknowledged once that epoch is published)."""
         trainer = self.trainer(partition)
+        self._next_offset[partition] = event.message.offset + 1
         late_before = trainer.late
         if not trainer.add(example):
             self.counters.examples_duplicate += 1
-            await self._ack(event)
+            await self._acknowledge(partition, NO_EPOCH, ANY, event)
             return
         if trainer.late != late_before:
             self.counters.examples_late += 1
@@ -97,16 +104,15 @@ class TrainingLoop:
         epoch = epoch_of(trainer.schedule, example)
         if late_before != trainer.late:
             epoch = trainer.closed + 1
-        self._unacked.setdefault(partition, []).append((epoch, example.group, event))
+        await self._acknowledge(partition, epoch, example.group, event)
 
     async def on_marker(self, partition: int, event: Event, marker: LaneWatermark) -> None:
         """Note a lane's progress; close and publish every epoch it completes."""
         trainer = self.trainer(partition)
+        self._next_offset[partition] = event.message.offset + 1
         trainer.mark(marker.partition, marker.complete_through, idle=marker.idle)
-        if marker.idle or marker.complete_through <= trainer.closed:
-            await self._ack(event)
-        else:
-            self._unacked.setdefault(partition, []).append((marker.complete_through, None, event))
+        group = ANY if marker.idle else None
+        await self._acknowledge(partition, marker.complete_through, group, event)
         await self.close(partition)
 
     async def close(self, partition: int) -> None:
@@ -120,20 +126,47 @@ class TrainingLoop:
         await self._publish(partition, models, through, versions)
         for model in models:
             log.info("model_published", group=model.group, version=model.version, epoch=through)
-        # An example is acknowledged once a published version of its group contains it
-        # (until a group's first version, a restarted trainer must read them again); a
-        # marker once its epoch is closed.
-        keep = []
-        for epoch, group, event in self._unacked.get(partition, []):
-            covered = trainer.published_through(group) if group is not None else through
-            if epoch <= covered:
-                await self._ack(event)
+        await self._ack_ready(partition)
+
+    async def _acknowledge(
+        self, partition: int, epoch: int, group: str | None, event: Event
+    ) -> None:
+        self._unacked.setdefault(partition, deque()).append((epoch, group, event))
+        await self._ack_ready(partition)
+
+    async def _ack_ready(self, partition: int) -> None:
+        """Acknowledge, in offset order, the messages nothing waits on any more: an example
+        once a published version of its group contains it (until a group's first version,
+        a restarted trainer must read them again), a marker once its epoch is closed.
+
+        Only the oldest ones, in order: Faust commits past an unacknowledged message when
+        the messages after it are acknowledged (its gap check tolerates one missing
+        offset), and a restarted trainer would never read that message again."""
+        trainer = self.trainer(partition)
+        unacked = self._unacked.get(partition)
+        while unacked:
+            epoch, group, event = unacked[0]
+            if group is None:
+                covered = trainer.closed
+            elif group == ANY:
+                covered = epoch
             else:
-                keep.append((epoch, group, event))
-        self._unacked[partition] = keep
+                covered = trainer.published_through(group)
+            if epoch > covered:
+                return
+            unacked.popleft()
+            await self._ack(event)
+
+    def resume_offset(self, partition: int) -> int | None:
+        """The first offset of ``partition`` not acknowledged (``None``: nothing read)."""
+        unacked = self._unacked.get(partition)
+        if unacked:
+            return int(unacked[0][2].message.offset)
+        return self._next_offset.get(partition)
 
     def forget(self, partitions: set[int]) -> None:
         """Another worker holds these partitions now (a rebalance)."""
         for partition in partitions:
             self.trainers.pop(partition, None)
             self._unacked.pop(partition, None)
+            self._next_offset.pop(partition, None)

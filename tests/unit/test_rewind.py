@@ -1,0 +1,155 @@
+"""A partition handed straight back after a rebalance is read again from where the worker
+stopped; the trainer acknowledges its messages in offset order (both guard against
+Faust moving the committed offset past a message nobody finished)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from pipeline.engine import EngineConfig
+from pipeline.engine.training import EpochTrainer
+from pipeline.streaming.counters import Counters
+from pipeline.streaming.models import ModelRegistry
+from pipeline.streaming.rewind import SAME_START, Rewinds
+from pipeline.streaming.training import TrainingLoop
+from schemas import LaneWatermark, TrainingExample
+
+
+class Consumer:
+    """Delivers offsets the way Faust does after a rebalance: what it had fetched before
+    first, then, after a seek, the partition again from the sought offset."""
+
+    def __init__(self, log: list[int], stale: list[int]) -> None:
+        self.log = log
+        self.stale = list(stale)
+        self.fetched: list[int] = []
+        self.seeks: list[int] = []
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        self.seeks.append(offset)
+        self.fetched = [o for o in self.log if o >= offset]
+
+    def run(self, rewinds: Rewinds) -> list[int]:
+        processed: list[int] = []
+
+        async def go() -> None:
+            for _ in range(1000):
+                queue = self.stale or self.fetched
+                if not queue:
+                    return
+                offset = queue.pop(0)
+                if await rewinds.admit("t", 0, offset):
+                    processed.append(offset)
+
+        asyncio.run(go())
+        return processed
+
+
+def test_stale_messages_are_dropped_and_the_partition_read_again_from_the_unfinished() -> None:
+    log = list(range(40))
+    consumer = Consumer(log, stale=[18, 19, 20])
+    rewinds = Rewinds(consumer.seek)
+    rewinds.revoked({("t", 0): 2})
+    rewinds.assigned([("t", 0), ("t", 1)])
+    processed = consumer.run(rewinds)
+    assert processed == list(range(2, 40))
+    assert consumer.seeks == [2, 2, 2]  # once per stale message
+    assert rewinds.pending() == {}
+
+
+def test_a_missing_offset_is_passed_once_the_partition_is_read_again() -> None:
+    """No message at the first unfinished offset (a transaction marker): the re-read
+    stream starts above it, and its first message is accepted."""
+    log = [0, 1, *range(3, 30)]
+    consumer = Consumer(log, stale=[18])
+    rewinds = Rewinds(consumer.seek)
+    rewinds.revoked({("t", 0): 2})
+    rewinds.assigned([("t", 0)])
+    assert consumer.run(rewinds) == list(range(3, 30))
+    assert rewinds.pending() == {}
+    assert len(consumer.seeks) == SAME_START  # the stale one, then 3 first three times
+
+
+def test_a_stale_message_delivered_twice_is_not_taken_for_a_new_start() -> None:
+    log = list(range(10))
+    consumer = Consumer(log, stale=[6, 6, 7])
+    rewinds = Rewinds(consumer.seek)
+    rewinds.revoked({("t", 0): 4})
+    rewinds.assigned([("t", 0)])
+    assert consumer.run(rewinds) == list(range(4, 10))
+
+
+def test_messages_already_finished_pass_and_a_partition_given_away_is_not_guarded() -> None:
+    rewinds = Rewinds(Consumer([], []).seek)
+    rewinds.revoked({("t", 0): 5, ("t", 1): 7})
+    rewinds.assigned([("t", 0)])
+    assert rewinds.pending() == {("t", 0): 5}
+    assert asyncio.run(rewinds.admit("t", 0, 3))  # finished before: records skip it
+    assert asyncio.run(rewinds.admit("t", 1, 9))  # another worker's partition meanwhile
+    assert rewinds.pending() == {("t", 0): 5}
+
+
+@dataclass
+class Message:
+    offset: int
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+def example(t: float, *, label: bool, device: str) -> TrainingExample:
+    return TrainingExample(
+        group="g",
+        device_id=device,
+        ts=datetime.fromtimestamp(t, UTC),
+        features={"x": 1.0 if label else 0.0},
+        label=label,
+        weight=1.0,
+        source="failure" if label else "horizon",
+    )
+
+
+def test_the_trainer_acknowledges_only_in_offset_order() -> None:
+    """A marker of a closed epoch behind an example no published version holds yet
+    stays unacknowledged: the committed offset never passes the example."""
+    config = EngineConfig(min_positives=1)
+    day = EpochTrainer(config).schedule.interval_s
+    acked: list[int] = []
+
+    async def ack(event: Any) -> None:
+        acked.append(event.message.offset)
+
+    async def publish(*_: Any) -> None:
+        return None
+
+    loop = TrainingLoop(
+        config,
+        lanes=1,
+        training_partitions=1,
+        registry=ModelRegistry(SecretStr("k" * 32), 1),
+        counters=Counters(),
+        publish=publish,
+        ack=ack,
+    )
+
+    async def feed() -> None:
+        await loop.on_example(0, Event(Message(0)), example(0.5 * day, label=False, device="a"))
+        await loop.on_marker(0, Event(Message(1)), LaneWatermark(partition=0, complete_through=0))
+        assert acked == []  # no version of "g" yet: offset 0 waits, and 1 behind it
+        assert loop.resume_offset(0) == 0
+        for k in range(2, 6):
+            await loop.on_example(
+                0, Event(Message(k)), example((k + 0.5) * day, label=True, device=f"p{k}")
+            )
+        await loop.on_marker(0, Event(Message(6)), LaneWatermark(partition=0, complete_through=8))
+
+    asyncio.run(feed())
+    assert acked == list(range(7))  # the first version holds them all
+    assert loop.resume_offset(0) == 7
