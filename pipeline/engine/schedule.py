@@ -50,7 +50,10 @@ class ModelSchedule:
         return t if t > floor else floor
 
     def complete_through(self, watermark: float) -> int:
-        """Newest epoch whose examples a lane at ``watermark`` has all sent."""
+        """Newest epoch whose examples a lane at ``watermark`` has all sent (``NO_EPOCH``
+        for a lane that has seen no reading: ``watermark`` is ``-inf``)."""
+        if not math.isfinite(watermark):
+            return NO_EPOCH
         return math.floor((watermark - self.lateness_s) / self.interval_s) - 1
 
     def needed(self, watermark: float) -> int:

@@ -491,7 +491,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             last = counters.last_offsets.get((input_names[0], partition), -1)
             return highwater is not None and last + 1 >= highwater
 
-        scoring.report_waiting()
+        try:
+            scoring.report_waiting()
+        except Exception:  # a report must never stop the worker (Faust crashes on it)
+            log.exception("lane_report_failed")
         # A safety net for wake-ups: a lane can wait on two things (an epoch, its
         # failures being read); draining again only retries the queues' heads in order.
         await scoring.drain()

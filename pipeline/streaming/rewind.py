@@ -15,6 +15,13 @@ marker, or retention deleted it), every read from there starts with the same lat
 message: once it has come first after ``SAME_START`` seeks in a row, it is accepted as
 the new start. (A message fetched before a seek can be delivered twice, from two
 buffers, so one repeat proves nothing.)
+
+The same guard covers a gap inside a partition the worker keeps: messages of one
+partition are offsets in a row, so a message more than one past the last one admitted
+means something between was skipped (Faust drops a message fetched across a rebalance
+of another partition, then filters out its re-fetched copy); the partition is sought
+back to the first missing offset in the same way. A transactional producer's commit
+markers are such gaps too: each costs a few seeks, then is passed.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class Rewinds:
     def __init__(self, seek: Seek) -> None:
         self._seek = seek
         self._pending: dict[TopicPartition, _Pending] = {}
+        self._last: dict[TopicPartition, int] = {}
 
     def revoked(self, positions: dict[TopicPartition, int]) -> None:
         """Partitions revoked; ``positions`` maps each to the first offset not finished."""
@@ -60,6 +68,8 @@ class Rewinds:
         kept = set(assigned)
         for tp in [tp for tp in self._pending if tp not in kept]:
             del self._pending[tp]
+        for tp in [tp for tp in self._last if tp not in kept]:
+            del self._last[tp]
 
     def pending(self) -> dict[TopicPartition, int]:
         """Partitions still waiting for their first unfinished offset."""
@@ -70,11 +80,18 @@ class Rewinds:
         partition sought back (it will be delivered again in order)."""
         tp = (topic, partition)
         pending = self._pending.get(tp)
-        if pending is None or offset < pending.expected:
-            return True  # not guarded, or finished already (the records skip it)
+        if pending is None:
+            last = self._last.get(tp)
+            if last is None or offset <= last + 1:
+                self._last[tp] = offset if last is None else max(last, offset)
+                return True
+            pending = self._pending[tp] = _Pending(last + 1)
+        if offset < pending.expected:
+            return True  # finished already (the records skip it)
         pending.repeats = pending.repeats + 1 if offset == pending.last_dropped else 1
         if offset == pending.expected or pending.repeats >= SAME_START:
             del self._pending[tp]
+            self._last[tp] = offset
             if offset != pending.expected or pending.dropped:
                 log.info(
                     "partition_rewound",

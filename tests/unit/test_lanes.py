@@ -267,3 +267,13 @@ def test_a_restarted_trainer_relearns_what_no_published_version_holds() -> None:
     a, b = whole.models_as_of(7)[-1], restarted.models_as_of(7)[-1]
     assert (a.version, a.epoch) == (b.version, b.epoch)
     assert a.pipeline.predict_proba_one(x) == b.pipeline.predict_proba_one(x)
+
+
+def test_a_lane_without_a_reading_needs_no_epoch() -> None:
+    """A new lane's watermark is -inf (a worker reported its waiting lanes with it and
+    crashed on ``floor(-inf)``)."""
+    from pipeline.engine.schedule import NO_EPOCH, ModelSchedule
+
+    schedule = ModelSchedule(interval_s=3600.0, lateness_s=600.0)
+    assert schedule.complete_through(float("-inf")) == NO_EPOCH
+    assert schedule.needed(float("-inf")) < NO_EPOCH + 1

@@ -153,3 +153,12 @@ def test_the_trainer_acknowledges_only_in_offset_order() -> None:
     asyncio.run(feed())
     assert acked == list(range(7))  # the first version holds them all
     assert loop.resume_offset(0) == 7
+
+
+def test_a_gap_inside_a_partition_kept_is_read_again() -> None:
+    """Offset 5 skipped (delivered 0-4, then 6): the partition is read again from 5."""
+    log = list(range(12))
+    consumer = Consumer(log, stale=[0, 1, 2, 3, 4, 6, 7])
+    rewinds = Rewinds(consumer.seek)
+    assert consumer.run(rewinds) == list(range(12))
+    assert consumer.seeks == [5, 5]
