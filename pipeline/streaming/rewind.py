@@ -102,6 +102,14 @@ class Rewinds:
                     dropped=pending.dropped,
                 )
             return True
+        if not pending.dropped:
+            log.info(
+                "partition_gap",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                expected=pending.expected,
+            )
         pending.last_dropped = offset
         pending.dropped += 1
         await self._seek(topic, partition, pending.expected)
