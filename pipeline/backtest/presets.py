@@ -40,6 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "horizon": timedelta(days=14),
         "group_by": "fleet",
         "threshold_smoothing": 1.0,
+        "fresh_window": DAY,
     },
     "cmapss": {
         "horizon": timedelta(days=30),

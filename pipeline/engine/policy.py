@@ -25,6 +25,11 @@ things, both from scores only, never from labels:
   :class:`pipeline.engine.scorer.Candidates`): a new model shifts every score, and a
   threshold tuned on the old model's scores would let through far too many or none.
 
+A first alert (the one that spends a token) also needs *fresh evidence* when the
+scorer asks for it (``fresh_window``): an error counter that rose within the window.
+The cutoff still ranks every device, so the gate only takes alerts away: budget left
+unspent is not handed to lower-ranked devices.
+
 Several scoring workers each hold a budget fed by the readings of their own partitions,
 so the fleet-wide rate is the same sum; each worker tunes its own threshold from the
 risks it sees (partitions are random samples of devices, so they agree closely).
@@ -211,6 +216,7 @@ class Policy:
         *,
         first: bool = True,
         dt: float = 0.0,
+        fresh: bool = True,
     ) -> tuple[int, int]:
         """Return ``(action, new_streak)`` for a reading; action is 0, RAISE, CLEAR or RENEW.
 
@@ -230,6 +236,9 @@ class Policy:
         budget, nothing is raised until the first threshold has been learnt (the end
         of the first budget period, or a model install that re-tunes
         it): the floor ``high_mark`` alone is no threshold an operator could act on.
+        ``fresh`` (see ``EngineConfig.fresh_window``) says the reading shows fresh
+        evidence; with a budget, a first alert needs it besides the threshold (the
+        reading's risk still enters the ranking that sets the threshold).
         """
         budget = self.budget
         threshold = budget.tick(t, dt) if budget is not None else self.high_mark
@@ -247,6 +256,8 @@ class Policy:
         if budget is not None:
             if first:
                 budget.offer(risk)
+                if not fresh:
+                    return 0, 0  # ranked, but a new alert also needs fresh evidence
             if budget.threshold_logit is None:
                 return 0, 0  # warm-up: no threshold learnt yet, so nothing to raise against
             above = risk > threshold  # ties at the cutoff do not pass (clean devices tie)

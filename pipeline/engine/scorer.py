@@ -87,6 +87,9 @@ class Step(NamedTuple):
     examples: list[TrainingExample]
     expert_risk: float = 0.0
     """The expert score alone as a probability (the ``rule_budgeted`` baseline's risk)."""
+    fresh: bool = True
+    """Whether the reading shows fresh evidence (``EngineConfig.fresh_window``); the
+    budgeted baselines get the same condition."""
 
 
 _factor = maker(Factor)
@@ -139,6 +142,13 @@ class Scorer:
         self._max_pending = config.max_pending
         self._slot_s = config.slot_seconds
         self._period: int | None = None
+        fresh_s = config.fresh_window.total_seconds()
+        self._fresh_cut = (
+            # the ``recent`` feature of a counter that changed exactly ``fresh_s`` ago
+            0.5 ** (fresh_s / self._rise_halflife_s)
+            if fresh_s > 0.0 and self.policy.budget is not None
+            else None
+        )
 
     # -- persistence ----------------------------------------------------------------
 
@@ -315,6 +325,13 @@ class Scorer:
         vec.append(anomaly)
         expert = expert_logit(vec, layout.counters)
         vec.append(expert)
+        cut = self._fresh_cut
+        # Fresh evidence: a counter changed within ``fresh_window`` and rose lately.
+        fresh = (
+            cut is None
+            or not layout.counters
+            or any(vec[i + 3] >= cut and vec[i + 1] > 0.0 for i in layout.counters)
+        )
         state.n = n + 1
         state.last_ts = t if t > state.last_ts else state.last_ts
         if not n % SAMPLE_EVERY:
@@ -370,6 +387,7 @@ class Scorer:
             t,
             first=not state.alerted,
             dt=since,
+            fresh=fresh,
         )
         if action == RENEW:
             alerts.append(
@@ -414,7 +432,7 @@ class Scorer:
                 )
         labels.push(state, t, vec, self._max_pending, slot_s=self._slot_s, seed=self._seed)
         examples = self._examples(state, layout, matured) if matured else []
-        return Step(state, [prediction], alerts, examples, expert_probability)
+        return Step(state, [prediction], alerts, examples, expert_probability, fresh)
 
     def on_failure(self, state: DeviceState | None, event: FailureEvent) -> Step:
         """Label the buffer (positives within the horizon), close the alert, reset."""
