@@ -138,6 +138,11 @@ class EngineConfig:
     counters rose within this window (``0``: no such condition; a device with no
     recognised counter is never held back). Re-alerts do not need it."""
 
+    fresh_ranking: bool = False
+    """With ``fresh_window``: the cutoff ranks only readings with fresh evidence, so the
+    budget goes to fresh rises (else it ranks every reading and the condition only
+    withholds alerts)."""
+
     threshold_smoothing: float = 0.5
     """Weight of the latest period in the online threshold (EW average in logit space)."""
 

@@ -28,7 +28,8 @@ things, both from scores only, never from labels:
 A first alert (the one that spends a token) also needs *fresh evidence* when the
 scorer asks for it (``fresh_window``): an error counter that rose within the window.
 The cutoff still ranks every device, so the gate only takes alerts away: budget left
-unspent is not handed to lower-ranked devices.
+unspent is not handed to lower-ranked devices. With ``fresh_ranking`` the cutoff ranks
+only readings with fresh evidence, so the budget goes to fresh rises.
 
 Several scoring workers each hold a budget fed by the readings of their own partitions,
 so the fleet-wide rate is the same sum; each worker tunes its own threshold from the
@@ -206,6 +207,7 @@ class Policy:
         self.expire_s = config.horizon.total_seconds()
         self.realert = config.realert
         self.budget = AlertBudget(config) if budget and config.alert_budget is not None else None
+        self.fresh_ranking = config.fresh_ranking
 
     def decide(
         self,
@@ -238,7 +240,8 @@ class Policy:
         it): the floor ``high_mark`` alone is no threshold an operator could act on.
         ``fresh`` (see ``EngineConfig.fresh_window``) says the reading shows fresh
         evidence; with a budget, a first alert needs it besides the threshold (the
-        reading's risk still enters the ranking that sets the threshold).
+        reading's risk still enters the ranking that sets the threshold, unless the
+        config's ``fresh_ranking``).
         """
         budget = self.budget
         threshold = budget.tick(t, dt) if budget is not None else self.high_mark
@@ -255,9 +258,11 @@ class Policy:
             return 0, 0
         if budget is not None:
             if first:
-                budget.offer(risk)
                 if not fresh:
-                    return 0, 0  # ranked, but a new alert also needs fresh evidence
+                    if not self.fresh_ranking:
+                        budget.offer(risk)  # ranked, but a new alert needs fresh evidence
+                    return 0, 0
+                budget.offer(risk)
             if budget.threshold_logit is None:
                 return 0, 0  # warm-up: no threshold learnt yet, so nothing to raise against
             above = risk > threshold  # ties at the cutoff do not pass (clean devices tie)

@@ -143,6 +143,7 @@ class Scorer:
         self._slot_s = config.slot_seconds
         self._period: int | None = None
         fresh_s = config.fresh_window.total_seconds()
+        self._fresh_ranking = config.fresh_ranking
         self._fresh_cut = (
             # the ``recent`` feature of a counter that changed exactly ``fresh_s`` ago
             0.5 ** (fresh_s / self._rise_halflife_s)
@@ -424,7 +425,12 @@ class Scorer:
             # key far below any model risk), so the first model's install can tune the
             # threshold from real feature vectors at once instead of a period later.
             key = risk if risk > 0.0 else anomaly * PRE_MODEL_KEY
-            if eligible and key > 0.0 and (len(current) < size or key > current[0].risk):
+            if (
+                eligible
+                and (fresh or not self._fresh_ranking)
+                and key > 0.0
+                and (len(current) < size or key > current[0].risk)
+            ):
                 candidates.seq += 1
                 candidates.offer(
                     Candidate(key, candidates.seq, state.group, layout.names, vec, type_feature),
