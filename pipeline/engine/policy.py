@@ -199,6 +199,9 @@ class AlertBudget:
 class Policy:
     """Hysteresis and budget for one variant of risk (model, anomaly-only, rule)."""
 
+    fresh_ranking = False
+    """Class default: a policy pickled before ``fresh_ranking`` existed restores without it."""
+
     def __init__(self, config: EngineConfig, *, budget: bool = True) -> None:
         self.k = config.alert_k
         self.low_ratio = config.low_mark_ratio

@@ -109,6 +109,10 @@ class Scorer:
     in production, a dict in the backtest).
     """
 
+    _fresh_cut: float | None = None
+    _fresh_ranking = False
+    """Class defaults: a scorer pickled before ``fresh_window`` existed restores without it."""
+
     def __init__(self, config: EngineConfig, catalogue: Catalogue | None = None) -> None:
         self.config = config
         self.policy = Policy(config)
