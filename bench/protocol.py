@@ -8,8 +8,8 @@ then per variant the mean and the spread (min-max) over the seeds of FDR, FAR,
 median lead, FDR counting only alerts at least a day ahead, and alerts. The rules and
 the expert score do not depend on the seed; the model does (negative subsample,
 shuffle order). ``--option`` sets ``EngineConfig`` fields (``name=value``, parsed as
-Python literals) or, for unknown names, ``extra`` entries: for exploring on the
-choosing file only.
+Python literals; durations in seconds) or, for unknown names, ``extra`` entries: for
+exploring on the choosing file only.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import ast
 import itertools
 import statistics
 from dataclasses import fields, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,15 @@ from pipeline.engine import EngineConfig
 
 def _options(items: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
     names = {item.name for item in fields(EngineConfig)}
+    defaults = EngineConfig()
     config: dict[str, Any] = {}
     extra: dict[str, float] = {}
     for item in items:
         key, _, text = item.partition("=")
         value = ast.literal_eval(text)
         if key in names:
+            if isinstance(getattr(defaults, key), timedelta) and isinstance(value, int | float):
+                value = timedelta(seconds=value)  # durations in seconds
             config[key] = value
         else:
             extra[key] = float(value)

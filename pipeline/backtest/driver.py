@@ -167,11 +167,11 @@ def run_backtest(
                     raised.append(alert)
             anomaly = prediction.anomaly_score
             anomaly_eval.observe_scores(device_id, group, t, anomaly)
-            if anomaly_only.step(device_id, anomaly, t):
+            if anomaly_only.step(device_id, anomaly, t, fresh=step.fresh):
                 anomaly_eval.observe_raise(device_id, t)
             expert = step.expert_risk
             expert_eval.observe_scores(device_id, group, t, expert)
-            if expert_only.step(device_id, expert, t):
+            if expert_only.step(device_id, expert, t, fresh=step.fresh):
                 expert_eval.observe_raise(device_id, t)
             positive, rose = counter_rules.fires(
                 device_id, event.metrics, engine.counters(device_id)

@@ -87,14 +87,16 @@ class BudgetedScore:
         self._alerted: set[str] = set()
         self._last_t: dict[str, float] = {}
 
-    def step(self, device_id: str, anomaly: float, t: float) -> bool:
+    def step(self, device_id: str, anomaly: float, t: float, *, fresh: bool = True) -> bool:
         """Apply the policy to a reading's anomaly score; True when it raises."""
         raised_at, streak = self._alert.get(device_id, (None, 0))
         first = device_id not in self._alerted
         last = self._last_t.get(device_id)
         self._last_t[device_id] = t if last is None or t > last else last
         dt = t - last if last is not None and t > last else 0.0
-        action, streak = self.policy.decide(raised_at, streak, anomaly, t, first=first, dt=dt)
+        action, streak = self.policy.decide(
+            raised_at, streak, anomaly, t, first=first, dt=dt, fresh=fresh
+        )
         raised = action in (RAISE, RENEW)
         if action:
             raised_at = t if raised else None

@@ -133,6 +133,16 @@ class EngineConfig:
     budget_burst: float = 2.0
     """Unused budget carries over up to ``burst * budget per period``."""
 
+    fresh_window: timedelta = timedelta(0)
+    """With a budget, a device's first alert also needs fresh evidence: one of its error
+    counters rose within this window (``0``: no such condition; a device with no
+    recognised counter is never held back). Re-alerts do not need it."""
+
+    fresh_ranking: bool = False
+    """With ``fresh_window``: the cutoff ranks only readings with fresh evidence, so the
+    budget goes to fresh rises (else it ranks every reading and the condition only
+    withholds alerts)."""
+
     threshold_smoothing: float = 0.5
     """Weight of the latest period in the online threshold (EW average in logit space)."""
 
@@ -171,6 +181,7 @@ class EngineConfig:
             (self.alert_budget is None or self.alert_budget >= 0, "alert_budget must be >= 0"),
             (self.budget_period > timedelta(0), "budget_period must be positive"),
             (self.budget_burst >= 1.0, "budget_burst must be at least 1"),
+            (self.fresh_window >= timedelta(0), "fresh_window must not be negative"),
             (0.0 < self.threshold_smoothing <= 1.0, "threshold_smoothing must be in (0, 1]"),
             (0.0 <= self.anomaly_weight <= 1.0, "anomaly_weight must be in [0, 1]"),
             (self.ew_halflife > timedelta(0), "ew_halflife must be positive"),

@@ -46,6 +46,8 @@ class Fed(NamedTuple):
     examples: list[TrainingExample]
     expert_risk: float = 0.0
     """The expert score alone as a probability (a reading's ``rule_budgeted`` risk)."""
+    fresh: bool = True
+    """Whether the reading shows fresh evidence (``Step.fresh``)."""
 
 
 class InProcessEngine:
@@ -120,7 +122,7 @@ class InProcessEngine:
                 lane.install(needed, self.training.models_as_of(needed))
             lane.advance(t)
             step = self._apply(lane, event, alerts, examples)
-            return Fed(step.predictions, alerts, examples, step.expert_risk)
+            return Fed(step.predictions, alerts, examples, step.expert_risk, step.fresh)
         if lane.defers(event):
             return Fed([], [], [])
         alerts, examples = [], []

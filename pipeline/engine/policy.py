@@ -25,6 +25,12 @@ things, both from scores only, never from labels:
   :class:`pipeline.engine.scorer.Candidates`): a new model shifts every score, and a
   threshold tuned on the old model's scores would let through far too many or none.
 
+A first alert (the one that spends a token) also needs *fresh evidence* when the
+scorer asks for it (``fresh_window``): an error counter that rose within the window.
+The cutoff still ranks every device, so the gate only takes alerts away: budget left
+unspent is not handed to lower-ranked devices. With ``fresh_ranking`` the cutoff ranks
+only readings with fresh evidence, so the budget goes to fresh rises.
+
 Several scoring workers each hold a budget fed by the readings of their own partitions,
 so the fleet-wide rate is the same sum; each worker tunes its own threshold from the
 risks it sees (partitions are random samples of devices, so they agree closely).
@@ -193,6 +199,9 @@ class AlertBudget:
 class Policy:
     """Hysteresis and budget for one variant of risk (model, anomaly-only, rule)."""
 
+    fresh_ranking = False
+    """Class default: a policy pickled before ``fresh_ranking`` existed restores without it."""
+
     def __init__(self, config: EngineConfig, *, budget: bool = True) -> None:
         self.k = config.alert_k
         self.low_ratio = config.low_mark_ratio
@@ -201,6 +210,7 @@ class Policy:
         self.expire_s = config.horizon.total_seconds()
         self.realert = config.realert
         self.budget = AlertBudget(config) if budget and config.alert_budget is not None else None
+        self.fresh_ranking = config.fresh_ranking
 
     def decide(
         self,
@@ -211,6 +221,7 @@ class Policy:
         *,
         first: bool = True,
         dt: float = 0.0,
+        fresh: bool = True,
     ) -> tuple[int, int]:
         """Return ``(action, new_streak)`` for a reading; action is 0, RAISE, CLEAR or RENEW.
 
@@ -230,6 +241,10 @@ class Policy:
         budget, nothing is raised until the first threshold has been learnt (the end
         of the first budget period, or a model install that re-tunes
         it): the floor ``high_mark`` alone is no threshold an operator could act on.
+        ``fresh`` (see ``EngineConfig.fresh_window``) says the reading shows fresh
+        evidence; with a budget, a first alert needs it besides the threshold (the
+        reading's risk still enters the ranking that sets the threshold, unless the
+        config's ``fresh_ranking``).
         """
         budget = self.budget
         threshold = budget.tick(t, dt) if budget is not None else self.high_mark
@@ -246,6 +261,10 @@ class Policy:
             return 0, 0
         if budget is not None:
             if first:
+                if not fresh:
+                    if not self.fresh_ranking:
+                        budget.offer(risk)  # ranked, but a new alert needs fresh evidence
+                    return 0, 0
                 budget.offer(risk)
             if budget.threshold_logit is None:
                 return 0, 0  # warm-up: no threshold learnt yet, so nothing to raise against

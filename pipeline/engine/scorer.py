@@ -87,6 +87,9 @@ class Step(NamedTuple):
     examples: list[TrainingExample]
     expert_risk: float = 0.0
     """The expert score alone as a probability (the ``rule_budgeted`` baseline's risk)."""
+    fresh: bool = True
+    """Whether the reading shows fresh evidence (``EngineConfig.fresh_window``); the
+    budgeted baselines get the same condition."""
 
 
 _factor = maker(Factor)
@@ -105,6 +108,10 @@ class Scorer:
     Devices' own state is passed in and returned: the caller stores it (a Faust table
     in production, a dict in the backtest).
     """
+
+    _fresh_cut: float | None = None
+    _fresh_ranking = False
+    """Class defaults: a scorer pickled before ``fresh_window`` existed restores without it."""
 
     def __init__(self, config: EngineConfig, catalogue: Catalogue | None = None) -> None:
         self.config = config
@@ -139,6 +146,14 @@ class Scorer:
         self._max_pending = config.max_pending
         self._slot_s = config.slot_seconds
         self._period: int | None = None
+        fresh_s = config.fresh_window.total_seconds()
+        self._fresh_ranking = config.fresh_ranking
+        self._fresh_cut = (
+            # the ``recent`` feature of a counter that changed exactly ``fresh_s`` ago
+            0.5 ** (fresh_s / self._rise_halflife_s)
+            if fresh_s > 0.0 and self.policy.budget is not None
+            else None
+        )
 
     # -- persistence ----------------------------------------------------------------
 
@@ -315,6 +330,13 @@ class Scorer:
         vec.append(anomaly)
         expert = expert_logit(vec, layout.counters)
         vec.append(expert)
+        cut = self._fresh_cut
+        # Fresh evidence: a counter changed within ``fresh_window`` and rose lately.
+        fresh = (
+            cut is None
+            or not layout.counters
+            or any(vec[i + 3] >= cut and vec[i + 1] > 0.0 for i in layout.counters)
+        )
         state.n = n + 1
         state.last_ts = t if t > state.last_ts else state.last_ts
         if not n % SAMPLE_EVERY:
@@ -370,6 +392,7 @@ class Scorer:
             t,
             first=not state.alerted,
             dt=since,
+            fresh=fresh,
         )
         if action == RENEW:
             alerts.append(
@@ -406,7 +429,12 @@ class Scorer:
             # key far below any model risk), so the first model's install can tune the
             # threshold from real feature vectors at once instead of a period later.
             key = risk if risk > 0.0 else anomaly * PRE_MODEL_KEY
-            if eligible and key > 0.0 and (len(current) < size or key > current[0].risk):
+            if (
+                eligible
+                and (fresh or not self._fresh_ranking)
+                and key > 0.0
+                and (len(current) < size or key > current[0].risk)
+            ):
                 candidates.seq += 1
                 candidates.offer(
                     Candidate(key, candidates.seq, state.group, layout.names, vec, type_feature),
@@ -414,7 +442,7 @@ class Scorer:
                 )
         labels.push(state, t, vec, self._max_pending, slot_s=self._slot_s, seed=self._seed)
         examples = self._examples(state, layout, matured) if matured else []
-        return Step(state, [prediction], alerts, examples, expert_probability)
+        return Step(state, [prediction], alerts, examples, expert_probability, fresh)
 
     def on_failure(self, state: DeviceState | None, event: FailureEvent) -> Step:
         """Label the buffer (positives within the horizon), close the alert, reset."""

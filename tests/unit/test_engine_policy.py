@@ -146,3 +146,26 @@ def test_a_cutoff_inside_tied_risks_is_not_learnt() -> None:
     policy = Policy(EngineConfig(alert_budget=10.0))
     policy.budget = budget
     assert policy.decide(None, 0, budget.threshold(), 2 * DAY)[0] == 0  # a tie does not pass
+
+
+def test_first_alert_needs_fresh_evidence_but_its_risk_still_ranks() -> None:
+    config = EngineConfig(alert_budget=1000.0, threshold_smoothing=1.0)
+    policy = Policy(config)
+    assert policy.budget is not None
+    policy.budget.set_threshold(0.5)
+    # Above the threshold without fresh evidence: no alert, no token spent.
+    assert policy.decide(None, 0, 0.9, DAY, dt=DAY, fresh=False) == (0, 0)
+    assert policy.budget.tokens == pytest.approx(1.0)
+    assert policy.budget._heap == [0.9]  # the risk entered the ranking
+    assert policy.decide(None, 0, 0.9, DAY, dt=0.0, fresh=True) == (RAISE, 0)
+    # A re-alert of a device already listed does not need it.
+    assert policy.decide(None, 0, 0.9, DAY, first=False, fresh=False) == (RAISE, 0)
+
+
+def test_fresh_ranking_leaves_stale_risks_out_of_the_cutoff() -> None:
+    policy = Policy(EngineConfig(alert_budget=1000.0, fresh_ranking=True))
+    assert policy.budget is not None
+    assert policy.decide(None, 0, 0.9, DAY, dt=DAY, fresh=False) == (0, 0)
+    assert policy.budget._heap == []
+    policy.decide(None, 0, 0.3, DAY, fresh=True)
+    assert policy.budget._heap == [0.3]

@@ -260,3 +260,22 @@ def test_messages_for_unknown_devices_are_handled() -> None:
     assert step.state.device_id == "new"
     step = scorer.on_failure(None, FailureEvent(device_id="new2", ts=T0))
     assert step.examples == []
+
+
+def test_fresh_evidence_is_a_counter_rise_within_the_window() -> None:
+    config = EngineConfig(
+        counter_metrics=("errors",),
+        level_only_metrics=("hours",),
+        fresh_window=timedelta(days=1),
+    )
+    scorer = Scorer(config)
+    state = None
+    fresh = []
+    for day, errors in enumerate([0.0, 0.0, 3.0, 3.0, 3.0, 8.0]):
+        step = scorer.on_telemetry(state, _reading("d1", day, errors))
+        state = step.state
+        fresh.append(step.fresh)
+    # Clean counters are no evidence; a rise stays fresh for one day whatever its size.
+    assert fresh == [False, False, True, True, False, True]
+    # Without a window (the default) every reading counts as fresh.
+    assert Scorer(CONFIG).on_telemetry(None, _reading("d1", 0, 0.0)).fresh
