@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
@@ -17,7 +16,8 @@ from pipeline.streaming.counters import Counters
 from pipeline.streaming.models import ModelRegistry
 from pipeline.streaming.rewind import SAME_START, Rewinds
 from pipeline.streaming.training import TrainingLoop
-from schemas import LaneWatermark, TrainingExample
+from schemas import LaneWatermark
+from tests.unit.test_lanes import fleet_example
 
 
 class Consumer:
@@ -104,18 +104,6 @@ class Event:
     message: Message
 
 
-def example(t: float, *, label: bool, device: str) -> TrainingExample:
-    return TrainingExample(
-        group="g",
-        device_id=device,
-        ts=datetime.fromtimestamp(t, UTC),
-        features={"x": 1.0 if label else 0.0},
-        label=label,
-        weight=1.0,
-        source="failure" if label else "horizon",
-    )
-
-
 def test_the_trainer_acknowledges_only_in_offset_order() -> None:
     """A marker of a closed epoch behind an example no published version holds yet
     stays unacknowledged: the committed offset never passes the example."""
@@ -140,13 +128,15 @@ def test_the_trainer_acknowledges_only_in_offset_order() -> None:
     )
 
     async def feed() -> None:
-        await loop.on_example(0, Event(Message(0)), example(0.5 * day, label=False, device="a"))
+        await loop.on_example(
+            0, Event(Message(0)), fleet_example(0.5 * day, label=False, device="a")
+        )
         await loop.on_marker(0, Event(Message(1)), LaneWatermark(partition=0, complete_through=0))
         assert acked == []  # no version of "g" yet: offset 0 waits, and 1 behind it
         assert loop.resume_offset(0) == 0
         for k in range(2, 6):
             await loop.on_example(
-                0, Event(Message(k)), example((k + 0.5) * day, label=True, device=f"p{k}")
+                0, Event(Message(k)), fleet_example((k + 0.5) * day, label=True, device=f"p{k}")
             )
         await loop.on_marker(0, Event(Message(6)), LaneWatermark(partition=0, complete_through=8))
 
