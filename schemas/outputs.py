@@ -163,11 +163,14 @@ class LaneWatermark(Message):
 class EpochClosed(Message):
     """On ``models``, after the snapshots it announces: the trainer of one
     ``training-examples`` partition has closed every epoch through ``closed_through``;
-    ``versions`` is the newest version of each of its groups."""
+    ``versions`` is the newest version of each of its groups; ``resume_offset`` the
+    first offset of the partition that the published versions do not cover (its next
+    trainer reads from there; ``None``: not recorded)."""
 
     training_partition: int = Field(ge=0)
     closed_through: int
     versions: dict[Label, int] = Field(default_factory=dict)
+    resume_offset: int | None = Field(default=None, ge=0)
 
 
 class Rejected(Message):

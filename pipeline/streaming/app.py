@@ -46,7 +46,7 @@ from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome
 from pipeline.streaming.published import PublishedAlerts
 from pipeline.streaming.rewind import Rewinds
 from pipeline.streaming.rollup import Rollup
-from pipeline.streaming.scoring import ScoringLoop, ScoringPorts
+from pipeline.streaming.scoring import LaneRecord, ScoringLoop, ScoringPorts
 from pipeline.streaming.signing import seal, sign_snapshot, unseal
 from pipeline.streaming.sink import InfluxSink
 from pipeline.streaming.training import LANE_KEY_PREFIX, TrainingLoop, lane_key
@@ -248,9 +248,14 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         # exactly the state after the batch's messages.
         for partition, slot in worker.scoring.slots.items():
             event = slot.last_event
-            if slot.changed and event is not None:
+            if event is None:
+                continue
+            resume = worker.scoring.resume_offsets(partition, input_names)
+            if slot.changed or resume != slot.resume:
                 slot.changed = False
-                staged = Staged(slot.lane, seal(signing_key, slot.lane), event)
+                slot.resume = resume
+                record = LaneRecord(slot.lane, resume)
+                staged = Staged(record, seal(signing_key, record), event)
                 checkpoint.stage(LANES, str(partition).encode(), staged)
 
     checkpoint = worker.checkpoint = Checkpointer(
@@ -280,19 +285,30 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         worker.records.put(device_id, record)
         return record
 
-    def load_lane(partition: int) -> Lane | None:
+    def read_lane(partition: int) -> LaneRecord | None:
         key = str(partition).encode()
         staged = checkpoint.staged(LANES, key)
         sealed = staged.sealed if staged is not None else tables[LANES].get(key)
         if sealed is None:
             return None
-        lane = cast(Lane, unseal(signing_key, sealed))
+        record = unseal(signing_key, sealed)
+        if isinstance(record, Lane):  # written before lane records carried resume offsets
+            return LaneRecord(record, resume=None)
+        return cast(LaneRecord, record)
+
+    def load_lane(partition: int) -> LaneRecord | None:
+        record = read_lane(partition)
+        if record is None:
+            return None
+        lane = record.lane
         missing = lane.scorer.restore_models(worker.models.models_as_of(lane.installed))
         if missing:
             log.warning("lane_models_missing", partition=partition, groups=missing)
             lane.install(lane.installed, worker.models.models_as_of(lane.installed))
-        log.info("lane_restored", partition=partition, watermark=lane.watermark)
-        return lane
+        log.info(
+            "lane_restored", partition=partition, watermark=lane.watermark, resume=record.resume
+        )
+        return record
 
     def labels_read(partition: int) -> bool:
         """Every failure and verdict of ``partition`` fetched so far has been processed
@@ -418,8 +434,18 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     )
 
     training_name = settings.topic(topics.TRAINING_EXAMPLES)
+
+    async def start_of(topic: str, partition: int) -> int | None:
+        if topic in input_names:
+            return await scoring.resume_from(topic, partition)
+        await worker.models.catch_up()  # the trainer's predecessor's last EpochClosed
+        if partition not in worker.models.closed_by:
+            return 0  # no epoch closed yet: every message is still needed
+        return worker.models.resume_by.get(partition)
+
     rewinds = Rewinds(
-        lambda topic, partition, offset: faust_adapter.seek(app, topic, partition, offset)
+        lambda topic, partition, offset: faust_adapter.seek(app, topic, partition, offset),
+        start_of,
     )
 
     async def commit() -> None:
@@ -432,13 +458,15 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         # Make what was processed durable while the partitions are still ours; another
         # worker may own them next, so their state is read from the tables again when
         # they come back, and what waited (unacknowledged) is re-read by the new owner.
+        faust_adapter.after_seek_to_committed(app, position_assigned)
         revoked_inputs = {tp.partition for tp in revoked if tp.topic == input_names[0]}
         revoked_training = {tp.partition for tp in revoked if tp.topic == training_name}
         scoring.revoke(revoked_inputs)
         if ports.stream is not None:
             await commit()
         for partition in revoked_inputs:
-            rewinds.revoked(scoring.resume_offsets(partition, input_names))
+            resume = scoring.resume_offsets(partition, input_names)
+            rewinds.revoked({(topic, partition): offset for topic, offset in resume.items()})
         for partition in revoked_training:
             offset = worker.training.resume_offset(partition)
             if offset is not None:
@@ -447,8 +475,36 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         scoring.forget(revoked_inputs)
         worker.training.forget(revoked_training)
 
+    def stored_start(topic: str, partition: int) -> int | None:
+        """``start_of`` from what this worker holds now (no waiting: it runs inside
+        Faust's rebalance, before the app's tasks may have started)."""
+        if topic in input_names:
+            slot = scoring.slots.get(partition)
+            record = read_lane(partition) if slot is None else None
+            resume = slot.resume if slot is not None else record.resume if record else {}
+            return None if resume is None else resume.get(topic, 0)
+        if partition in worker.models.closed_by:
+            return worker.models.resume_by.get(partition)
+        return 0 if worker.models.caught_up.is_set() else None
+
+    async def position_assigned() -> None:
+        # Every input and training partition starts where this deployment's state says
+        # (docs/streaming.md "A partition new to a worker resumes where its state says").
+        for tp in sorted(faust_adapter.assignment(app)):
+            topic, partition = tp
+            if topic not in input_names and topic != training_name:
+                continue
+            try:
+                start = stored_start(topic, partition)
+                if start is None:
+                    start = faust_adapter.committed(app, topic, partition) or 0
+                await rewinds.position(topic, partition, start)
+            except Exception:  # rebalancing again: the next assignment positions it
+                log.exception("partition_position_failed", topic=topic, partition=partition)
+
     @app.on_partitions_assigned.connect
     async def guard(_: Any, assigned: Any = (), *__: Any, **___: Any) -> None:
+        faust_adapter.after_seek_to_committed(app, position_assigned)
         rewinds.assigned((tp.topic, tp.partition) for tp in assigned)
 
     @app.agent(inputs)
@@ -505,7 +561,11 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     training_streams: dict[str, Stream] = {}
 
     async def publish(
-        partition: int, models: list[FleetModel], closed: int, versions: dict[str, int]
+        partition: int,
+        models: list[FleetModel],
+        closed: int,
+        versions: dict[str, int],
+        resume: int | None,
     ) -> None:
         deliveries = []
         for model in models:
@@ -522,7 +582,12 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                     key=model.group.encode(), value=snapshot.model_dump_json().encode()
                 )
             )
-        record = EpochClosed(training_partition=partition, closed_through=closed, versions=versions)
+        record = EpochClosed(
+            training_partition=partition,
+            closed_through=closed,
+            versions=versions,
+            resume_offset=resume,
+        )
         deliveries.append(
             await models_topic.send(
                 key=epoch_key(partition), value=record.model_dump_json().encode()

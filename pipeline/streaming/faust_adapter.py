@@ -1,6 +1,6 @@
 """Every use of Faust internals, in one place.
 
-Faust has no public API for three things the worker needs, so they are reached here
+Faust has no public API for four things the worker needs, so they are reached here
 and nowhere else (check them when upgrading faust-streaming):
 
 - a table write goes to the changelog partition of the stream's *current event*; the
@@ -12,11 +12,14 @@ and nowhere else (check them when upgrading faust-streaming):
 - the newest offset fetched per partition (``Consumer.highwater``) and the offset
   committed for it (``Consumer._committed_offset``, kept by Faust since the partition
   was assigned), to tell an idle partition from a lagging one and to know whether
-  every failure before a reading has been read.
+  every failure before a reading has been read;
+- positioning newly assigned partitions where the worker's own state says they resume,
+  right after Faust's own seek to the committed offsets (``Consumer.perform_seek``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.types import TP
@@ -48,12 +51,40 @@ async def seek(app: Any, topic: str, partition: int, offset: int) -> None:
     await app.consumer.seek_wait({TP(topic, partition): offset})
 
 
-def assigned(app: Any, topic: str) -> set[int]:
-    """Partitions of ``topic`` assigned to this worker (empty before the first rebalance)."""
+def after_seek_to_committed(app: Any, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run ``callback`` each time Faust has sought the assigned partitions to their
+    committed offsets, before it resumes fetching (end of every rebalance's recovery).
+
+    Faust (``Consumer.perform_seek``) needs this: while a rebalance's recovery runs it
+    fetches the new partitions and discards what it fetched, then seeks each partition
+    back to its committed offset, but only if that offset is above 0 (aiokafka's
+    ``seek_to_committed``); a partition with no commit yet is left where the discarded
+    fetch ended, so its first messages would never be delivered. Wrapped here, once.
+    """
+    consumer = app.consumer
+    if getattr(consumer, "_forewarn_after_seek", None) is not None:
+        return
+    original = consumer.perform_seek
+
+    async def perform_seek() -> None:
+        await original()
+        await callback()
+
+    consumer._forewarn_after_seek = callback
+    consumer.perform_seek = perform_seek
+
+
+def assignment(app: Any) -> set[tuple[str, int]]:
+    """Every (topic, partition) assigned to this worker (empty while there is none)."""
     try:
-        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
     except Exception:  # no consumer yet, or it is rebalancing
         return set()
+
+
+def assigned(app: Any, topic: str) -> set[int]:
+    """Partitions of ``topic`` assigned to this worker (empty before the first rebalance)."""
+    return {partition for name, partition in assignment(app) if name == topic}
 
 
 def highwater(app: Any, topic: str, partition: int) -> int | None:

@@ -48,6 +48,9 @@ class ModelRegistry:
         self.training_partitions = training_partitions
         self.history: dict[str, deque[FleetModel]] = {}
         self.closed_by: dict[int, int] = {}
+        self.resume_by: dict[int, int] = {}
+        """Per ``training-examples`` partition: the first offset its published state does
+        not cover (``EpochClosed.resume_offset``)."""
         self.refused = 0
         self.caught_up = asyncio.Event()
         self.changed = asyncio.Event()
@@ -108,6 +111,8 @@ class ModelRegistry:
             return False
         before = self.closed
         self.closed_by[partition] = record.closed_through
+        if record.resume_offset is not None:
+            self.resume_by[partition] = record.resume_offset
         if self.closed != before:
             self.changed.set()
         return True

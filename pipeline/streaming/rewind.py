@@ -16,6 +16,13 @@ message: once it has come first after ``SAME_START`` seeks in a row, it is accep
 the new start. (A message fetched before a seek can be delivered twice, from two
 buffers, so one repeat proves nothing.)
 
+A partition new to this worker (after a restart, or taken over from another) is guarded
+the same way when its stored state says where it resumes (``start``: the lane record's
+first unfinished offset, written with the state in the checkpoint): Kafka's committed
+offset can be ahead of it, since Faust counts offsets it saw skipped as acknowledged, so
+the first message delivered above it is dropped and the partition sought back. A
+message below it is admitted (the device records skip what was applied already).
+
 The same guard covers a gap inside a partition the worker keeps: messages of one
 partition are offsets in a row, so a message more than one past the last one admitted
 means something between was skipped (Faust drops a message fetched across a rebalance
@@ -39,6 +46,12 @@ SAME_START = 4
 
 Seek = Callable[[str, int, int], Awaitable[None]]
 """``seek(topic, partition, offset)``: fetch ``partition`` of ``topic`` from ``offset``."""
+Start = Callable[[str, int], Awaitable[int | None]]
+"""``start(topic, partition)``: the first offset the stored state has not finished."""
+
+
+async def _no_start(topic: str, partition: int) -> int | None:
+    return None
 
 
 @dataclass
@@ -52,8 +65,9 @@ class _Pending:
 class Rewinds:
     """Per (topic, partition): the offset this worker must read next; see the module doc."""
 
-    def __init__(self, seek: Seek) -> None:
+    def __init__(self, seek: Seek, start: Start = _no_start) -> None:
         self._seek = seek
+        self._start = start
         self._pending: dict[TopicPartition, _Pending] = {}
         self._last: dict[TopicPartition, int] = {}
 
@@ -71,6 +85,15 @@ class Rewinds:
         for tp in [tp for tp in self._last if tp not in kept]:
             del self._last[tp]
 
+    async def position(self, topic: str, partition: int, offset: int) -> None:
+        """Read a partition just assigned from ``offset`` (its stored resume offset), unless
+        a message of it was admitted already (then :meth:`admit` has guarded it)."""
+        tp = (topic, partition)
+        if tp in self._last or tp in self._pending:
+            return
+        self._pending[tp] = _Pending(offset)
+        await self._seek(topic, partition, offset)
+
     def pending(self) -> dict[TopicPartition, int]:
         """Partitions still waiting for their first unfinished offset."""
         return {tp: pending.expected for tp, pending in self._pending.items()}
@@ -82,10 +105,17 @@ class Rewinds:
         pending = self._pending.get(tp)
         if pending is None:
             last = self._last.get(tp)
-            if last is None or offset <= last + 1:
-                self._last[tp] = offset if last is None else max(last, offset)
+            if last is not None and offset <= last + 1:
+                self._last[tp] = max(last, offset)
                 return True
-            pending = self._pending[tp] = _Pending(last + 1)
+            if last is None:
+                start = await self._start(topic, partition)
+                if start is None or offset <= start:
+                    self._last[tp] = offset
+                    return True
+                pending = self._pending[tp] = _Pending(start)
+            else:
+                pending = self._pending[tp] = _Pending(last + 1)
         if offset < pending.expected:
             return True  # finished already (the records skip it)
         pending.repeats = pending.repeats + 1 if offset == pending.last_dropped else 1

@@ -31,7 +31,14 @@ from pipeline.engine.lane import Lane
 from pipeline.streaming.counters import Counters
 from pipeline.streaming.intake import Decoded, InputMessage, Rejection
 from pipeline.streaming.models import ModelRegistry
-from pipeline.streaming.processor import DeviceRecord, Outcome, Prepared, Processor, Source
+from pipeline.streaming.processor import (
+    INPUT_TOPICS,
+    DeviceRecord,
+    Outcome,
+    Prepared,
+    Processor,
+    Source,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +78,25 @@ class LaneSlot:
     """One drain of the queue at a time (the agent and the wake-up task both drain)."""
     changed: bool = False
     """Processed something since its state was last staged for the changelog."""
+    resume: dict[str, int] | None = field(default_factory=dict)
+    """Per input topic, the first offset not finished as of the last staged state (a
+    topic missing: from its first offset; ``None``: a record written before resume
+    offsets were kept, no guard)."""
+
+
+@dataclass
+class LaneRecord:
+    """The value of the lane-state table: a lane, and where its partition resumes.
+
+    ``resume`` maps each input topic to the first offset of the partition whose effects
+    are not in this state (a topic missing: nothing of it read yet, start at its first
+    offset). Whoever takes the partition next (this worker after a restart, or another
+    after a rebalance) reads it from there, whatever offset Kafka delivers first
+    (:mod:`pipeline.streaming.rewind`). ``None``: a record from before resume offsets.
+    """
+
+    lane: Lane
+    resume: dict[str, int] | None = field(default_factory=dict)
 
 
 class ScoringPorts:
@@ -83,7 +109,7 @@ class ScoringPorts:
         route: Callable[[Outcome, Event], Awaitable[None]],
         done: Callable[[Event], Awaitable[None]],
         send_marker: Callable[[int, int, bool], Awaitable[None]],
-        load_lane: Callable[[int], Lane | None],
+        load_lane: Callable[[int], LaneRecord | None],
         pause: Callable[[int], None],
         resume: Callable[[int], None],
         labels_read: Callable[[int], bool] = lambda _: True,
@@ -124,6 +150,7 @@ class ScoringLoop:
         self.slots: dict[int, LaneSlot] = {}
         self._prefix = topic_prefix
         self._telemetry = topic_prefix + topics.TELEMETRY
+        self._inputs = {topic_prefix + name for name in INPUT_TOPICS}
         self._partitions = partitions
         self._catalogue = catalogue
         self._max_parked = max_parked
@@ -132,12 +159,22 @@ class ScoringLoop:
         """Lane ``partition``: restored from its changelog record, or new."""
         slot = self.slots.get(partition)
         if slot is None:
-            lane = self.ports.load_lane(partition)
-            if lane is None:
-                lane = Lane(self.config, partition, self._catalogue)
-            processor = Processor(lane, self._prefix, self._partitions)
-            slot = self.slots[partition] = LaneSlot(lane, processor)
+            record = self.ports.load_lane(partition)
+            if record is None:
+                record = LaneRecord(Lane(self.config, partition, self._catalogue))
+            processor = Processor(record.lane, self._prefix, self._partitions)
+            resume = dict(record.resume) if record.resume is not None else None
+            slot = self.slots[partition] = LaneSlot(record.lane, processor, resume=resume)
         return slot
+
+    async def resume_from(self, topic: str, partition: int) -> int | None:
+        """The first offset of ``partition`` of ``topic`` that the lane's stored state has
+        not finished: 0 if it has none (nothing of the partition was ever finished);
+        ``None`` if the record predates resume offsets."""
+        if partition not in self.slots:
+            await self.ports.before_new_lane()
+        resume = self.slot(partition).resume
+        return None if resume is None else resume.get(topic, 0)
 
     def revoke(self, partitions: set[int]) -> None:
         """Partitions are being revoked: stop processing them (the next unit of a message
@@ -147,27 +184,31 @@ class ScoringLoop:
             if slot is not None:
                 slot.revoked = True
 
-    def resume_offsets(self, partition: int, topics: list[str]) -> dict[tuple[str, int], int]:
-        """Per input topic of ``partition``: the first offset this worker has not finished
-        (a revoked partition handed straight back must be read again from there)."""
-        positions = {}
+    def resume_offsets(self, partition: int, topics: list[str]) -> dict[str, int]:
+        """Per input topic of ``partition``: the first offset not finished, by this worker
+        or (topics it has read nothing of) by the state the lane was restored from."""
+        slot = self.slots.get(partition)
+        positions = dict(slot.resume or {}) if slot is not None else {}
         for topic in topics:
             last = self.counters.last_offsets.get((topic, partition))
             if last is not None:
-                positions[(topic, partition)] = last + 1
-        slot = self.slots.get(partition)
+                positions[topic] = last + 1
         if slot is not None:
             waiting = [event.message.offset for event in slot.queue]
             if slot.head is not None:
                 waiting.append(slot.head.event.message.offset)
             if waiting:
-                positions[(self._telemetry, partition)] = min(waiting)
+                positions[self._telemetry] = min(waiting)
         return positions
 
     def forget(self, partitions: set[int]) -> None:
-        """Partitions revoked: their lanes move with the changelog to their new owner."""
+        """Partitions revoked: their lanes move with the changelog to their new owner (what
+        this worker finished of them is stale once another worker went on)."""
         for partition in partitions:
             self.slots.pop(partition, None)
+        for key in [key for key in self.counters.last_offsets if key[1] in partitions]:
+            if key[0] in self._inputs:
+                del self.counters.last_offsets[key]
 
     async def offer(self, event: Event) -> None:
         """Process one input message now, or queue a reading behind its lane's waiting

@@ -34,8 +34,9 @@ LANE_KEY_PREFIX = b"\x00lane:"
 ANY = "\x00any"
 """Group of an unacknowledged message nothing waits on (a duplicate, an idle marker)."""
 
-Publish = Callable[[int, list[FleetModel], int, dict[str, int]], Awaitable[None]]
-"""``publish(training_partition, new_models, closed_through, versions)``: durable on return."""
+Publish = Callable[[int, list[FleetModel], int, dict[str, int], int | None], Awaitable[None]]
+"""``publish(training_partition, new_models, closed_through, versions, resume_offset)``:
+durable on return."""
 
 
 def lane_key(partition: int) -> bytes:
@@ -123,7 +124,8 @@ class TrainingLoop:
             return
         models = trainer.close_through(through)
         versions = {group: t.version for group, t in sorted(trainer.trainers.items())}
-        await self._publish(partition, models, through, versions)
+        resume = self._first_waiting(partition)
+        await self._publish(partition, models, through, versions, resume)
         for model in models:
             log.info("model_published", group=model.group, version=model.version, epoch=through)
         await self._ack_ready(partition)
@@ -133,6 +135,23 @@ class TrainingLoop:
     ) -> None:
         self._unacked.setdefault(partition, deque()).append((epoch, group, event))
         await self._ack_ready(partition)
+
+    def _waits(self, trainer: EpochTrainer, epoch: int, group: str | None) -> bool:
+        if group is None:
+            covered = trainer.closed
+        elif group == ANY:
+            covered = epoch
+        else:
+            covered = trainer.published_through(group)
+        return epoch > covered
+
+    def _first_waiting(self, partition: int) -> int | None:
+        """The offset of the oldest message the trainer's state does not cover yet."""
+        trainer = self.trainer(partition)
+        for epoch, group, event in self._unacked.get(partition, ()):
+            if self._waits(trainer, epoch, group):
+                return int(event.message.offset)
+        return self._next_offset.get(partition)
 
     async def _ack_ready(self, partition: int) -> None:
         """Acknowledge, in offset order, the messages nothing waits on any more: an example
@@ -146,13 +165,7 @@ class TrainingLoop:
         unacked = self._unacked.get(partition)
         while unacked:
             epoch, group, event = unacked[0]
-            if group is None:
-                covered = trainer.closed
-            elif group == ANY:
-                covered = epoch
-            else:
-                covered = trainer.published_through(group)
-            if epoch > covered:
+            if self._waits(trainer, epoch, group):
                 return
             unacked.popleft()
             await self._ack(event)

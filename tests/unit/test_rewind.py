@@ -94,6 +94,50 @@ def test_messages_already_finished_pass_and_a_partition_given_away_is_not_guarde
     assert rewinds.pending() == {("t", 0): 5}
 
 
+def stored_start(offset: int | None) -> Any:
+    async def start(topic: str, partition: int) -> int | None:
+        return offset
+
+    return start
+
+
+def test_a_partition_new_to_the_worker_is_read_from_its_stored_resume_offset() -> None:
+    """Taken over (or after a restart) with Kafka's committed offset past messages the
+    previous owner never finished: the first message above the lane record's resume
+    offset is dropped and the partition read again from there."""
+    log = list(range(30))
+    consumer = Consumer(log, stale=[14, 15])
+    rewinds = Rewinds(consumer.seek, stored_start(2))
+    rewinds.assigned([("t", 0)])
+    assert consumer.run(rewinds) == list(range(2, 30))
+    assert consumer.seeks == [2, 2]
+
+
+def test_a_partition_behind_its_stored_resume_offset_is_read_as_delivered() -> None:
+    """Delivered from below the stored offset (the commit lagged the state): admitted,
+    the device records skip what was applied; no stored offset: no guard."""
+    consumer = Consumer(list(range(10)), stale=[])
+    consumer.fetched = list(range(10))
+    rewinds = Rewinds(consumer.seek, stored_start(6))
+    assert consumer.run(rewinds) == list(range(10))
+    unguarded = Consumer(list(range(10)), stale=[7, 8, 9])
+    assert unguarded.run(Rewinds(unguarded.seek, stored_start(None))) == [7, 8, 9]
+    assert unguarded.seeks == []
+
+
+def test_a_partition_positioned_at_assignment_is_read_from_there() -> None:
+    """Positioned before any message (Faust left it at the end of what it discarded):
+    sought to the stored offset, and a stale message delivered after is dropped."""
+    consumer = Consumer(list(range(20)), stale=[12])
+    rewinds = Rewinds(consumer.seek, stored_start(3))
+    asyncio.run(rewinds.position("t", 0, 3))
+    assert consumer.seeks == [3]
+    assert consumer.run(rewinds) == list(range(3, 20))
+    assert consumer.seeks == [3, 3]
+    asyncio.run(rewinds.position("t", 0, 0))  # already reading: left alone
+    assert consumer.seeks == [3, 3]
+
+
 @dataclass
 class Message:
     offset: int
@@ -110,12 +154,13 @@ def test_the_trainer_acknowledges_only_in_offset_order() -> None:
     config = EngineConfig(min_positives=1)
     day = EpochTrainer(config).schedule.interval_s
     acked: list[int] = []
+    resumes: list[int | None] = []
 
     async def ack(event: Any) -> None:
         acked.append(event.message.offset)
 
-    async def publish(*_: Any) -> None:
-        return None
+    async def publish(*args: Any) -> None:
+        resumes.append(args[-1])
 
     loop = TrainingLoop(
         config,
@@ -143,6 +188,9 @@ def test_the_trainer_acknowledges_only_in_offset_order() -> None:
     asyncio.run(feed())
     assert acked == list(range(7))  # the first version holds them all
     assert loop.resume_offset(0) == 7
+    # What each EpochClosed says the next trainer must read from: the example at 0 until
+    # a version holds it, then everything read.
+    assert resumes == [0, 7]
 
 
 def test_a_gap_inside_a_partition_kept_is_read_again() -> None:
