@@ -435,13 +435,25 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
 
     training_name = settings.topic(topics.TRAINING_EXAMPLES)
 
-    async def start_of(topic: str, partition: int) -> int | None:
+    def stored_start(topic: str, partition: int) -> int | None:
+        """The first offset of ``partition`` of ``topic`` the stored state has not
+        finished: the lane's record (inputs) or the trainer's last ``EpochClosed``
+        (``training-examples``); ``None``: unknown (a lane record older than resume
+        offsets, or the models not read yet). No waiting: it also runs inside Faust's
+        rebalance, before the app's tasks may have started."""
         if topic in input_names:
-            return await scoring.resume_from(topic, partition)
-        await worker.models.catch_up()  # the trainer's predecessor's last EpochClosed
-        if partition not in worker.models.closed_by:
-            return 0  # no epoch closed yet: every message is still needed
-        return worker.models.resume_by.get(partition)
+            slot = scoring.slots.get(partition)
+            record = read_lane(partition) if slot is None else None
+            resume = slot.resume if slot is not None else record.resume if record else {}
+            return None if resume is None else resume.get(topic, 0)
+        if partition in worker.models.closed_by:
+            return worker.models.resume_by.get(partition)
+        return 0 if worker.models.caught_up.is_set() else None
+
+    async def start_of(topic: str, partition: int) -> int | None:
+        if topic == training_name:
+            await worker.models.catch_up()  # the trainer's predecessor's last EpochClosed
+        return stored_start(topic, partition)
 
     rewinds = Rewinds(
         lambda topic, partition, offset: faust_adapter.seek(app, topic, partition, offset),
@@ -474,18 +486,6 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         worker.records.clear()
         scoring.forget(revoked_inputs)
         worker.training.forget(revoked_training)
-
-    def stored_start(topic: str, partition: int) -> int | None:
-        """``start_of`` from what this worker holds now (no waiting: it runs inside
-        Faust's rebalance, before the app's tasks may have started)."""
-        if topic in input_names:
-            slot = scoring.slots.get(partition)
-            record = read_lane(partition) if slot is None else None
-            resume = slot.resume if slot is not None else record.resume if record else {}
-            return None if resume is None else resume.get(topic, 0)
-        if partition in worker.models.closed_by:
-            return worker.models.resume_by.get(partition)
-        return 0 if worker.models.caught_up.is_set() else None
 
     async def position_assigned() -> None:
         # Every input and training partition starts where this deployment's state says
@@ -544,8 +544,13 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
 
         def caught_up(partition: int) -> bool:
             highwater = faust_adapter.highwater(app, input_names[0], partition)
-            last = counters.last_offsets.get((input_names[0], partition), -1)
-            return highwater is not None and last + 1 >= highwater
+            if highwater is None:
+                return False
+            last = counters.last_offsets.get((input_names[0], partition))
+            if last is not None:
+                return last + 1 >= highwater
+            # Nothing read since it was assigned: the stored state may cover it all.
+            return (stored_start(input_names[0], partition) or 0) >= highwater
 
         try:
             scoring.report_waiting()
@@ -554,7 +559,12 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         # A safety net for wake-ups: a lane can wait on two things (an epoch, its
         # failures being read); draining again only retries the queues' heads in order.
         await scoring.drain()
-        await scoring.mark_idle(faust_adapter.assigned(app, input_names[0]), caught_up, LANE_IDLE_S)
+        await scoring.mark_idle(
+            faust_adapter.assigned(app, input_names[0]),
+            caught_up,
+            LANE_IDLE_S,
+            settled=not app.rebalancing and worker.models.caught_up.is_set(),
+        )
 
     # -- training -----------------------------------------------------------------------
 

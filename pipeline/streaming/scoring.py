@@ -167,15 +167,6 @@ class ScoringLoop:
             slot = self.slots[partition] = LaneSlot(record.lane, processor, resume=resume)
         return slot
 
-    async def resume_from(self, topic: str, partition: int) -> int | None:
-        """The first offset of ``partition`` of ``topic`` that the lane's stored state has
-        not finished: 0 if it has none (nothing of the partition was ever finished);
-        ``None`` if the record predates resume offsets."""
-        if partition not in self.slots:
-            await self.ports.before_new_lane()
-        resume = self.slot(partition).resume
-        return None if resume is None else resume.get(topic, 0)
-
     def revoke(self, partitions: set[int]) -> None:
         """Partitions are being revoked: stop processing them (the next unit of a message
         in progress does not start), before the last checkpoint is committed."""
@@ -286,6 +277,7 @@ class ScoringLoop:
             for index, decoded in slot.processor.decode(source, key, value):
                 unit_source = Source(message.topic, message.partition, message.offset, index)
                 await self._unit(slot, event, unit_source, decoded, key=key, value=value)
+            slot.changed = True  # a failure or verdict held in the lane changed it
             await self.ports.done(event)
             return True
         head = slot.head
@@ -360,6 +352,7 @@ class ScoringLoop:
                     return False
             lane.install(needed, self.registry.models_as_of(needed))
         outcome = processor.apply(prepared)
+        slot.changed = True  # staged even if a later reading of its batch waits
         await self.ports.route(outcome, event)
         if outcome.marker is not None:
             await self._marker(lane.partition, outcome.marker)
@@ -384,13 +377,29 @@ class ScoringLoop:
         return len(outcomes)
 
     async def mark_idle(
-        self, assigned: set[int], caught_up: Callable[[int], bool], idle_s: float
+        self,
+        assigned: set[int],
+        caught_up: Callable[[int], bool],
+        idle_s: float,
+        *,
+        settled: bool = True,
     ) -> None:
         """Lanes of assigned partitions with nothing to do lately: apply what they hold
-        and send an idle marker, so the trainer closes epochs without them."""
+        and send an idle marker, so the trainer closes epochs without them.
+
+        A partition with no lane here yet (nothing delivered since it was assigned) gets
+        one only once the worker is ``settled`` (its tables recovered) and the partition
+        is ``caught_up`` with nothing to read: a lane loaded earlier would be the stale
+        or missing record of a table still being recovered, and would then score the
+        partition's messages with the wrong state."""
         now = time.monotonic()
         for partition in sorted(assigned):
-            slot = self.slot(partition)
+            slot = self.slots.get(partition)
+            if slot is None:
+                if not settled or not caught_up(partition):
+                    continue
+                await self.ports.before_new_lane()
+                slot = self.slot(partition)
             if slot.queue or now - slot.last_active < idle_s or not caught_up(partition):
                 continue
             await self.release_held(partition)
