@@ -318,9 +318,8 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             highwater = faust_adapter.highwater(app, topic, partition)
             if highwater is None:
                 continue
-            done = counters.last_offsets.get((topic, partition), -1) + 1
             committed = faust_adapter.committed(app, topic, partition)
-            if max(done, committed or 0) < highwater:
+            if max(finished(topic, partition), committed or 0) < highwater:
                 return False
         return True
 
@@ -450,6 +449,17 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             return worker.models.resume_by.get(partition)
         return 0 if worker.models.caught_up.is_set() else None
 
+    def finished(topic: str, partition: int) -> int:
+        """The first offset of ``partition`` of ``topic`` not finished as far as this
+        worker knows: after the last one it processed, or (nothing processed since the
+        partition was assigned) where the stored state resumes. A partition taken over
+        with everything finished by its previous owner must not look unread: its lane
+        would wait forever for failures that were applied long ago."""
+        last = counters.last_offsets.get((topic, partition))
+        if last is not None:
+            return last + 1
+        return stored_start(topic, partition) or 0
+
     async def start_of(topic: str, partition: int) -> int | None:
         if topic == training_name:
             await worker.models.catch_up()  # the trainer's predecessor's last EpochClosed
@@ -476,6 +486,11 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         scoring.revoke(revoked_inputs)
         if ports.stream is not None:
             await commit()
+        # Faust flushed its producer before calling this handler: the state records the
+        # commit just wrote are still buffered, and the partitions' next owner recovers
+        # its tables from the changelog as soon as this returns. Unflushed, it would
+        # restore older states, apply messages again and publish their alerts twice.
+        await app.producer.flush()
         for partition in revoked_inputs:
             resume = scoring.resume_offsets(partition, input_names)
             rewinds.revoked({(topic, partition): offset for topic, offset in resume.items()})
@@ -544,13 +559,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
 
         def caught_up(partition: int) -> bool:
             highwater = faust_adapter.highwater(app, input_names[0], partition)
-            if highwater is None:
-                return False
-            last = counters.last_offsets.get((input_names[0], partition))
-            if last is not None:
-                return last + 1 >= highwater
-            # Nothing read since it was assigned: the stored state may cover it all.
-            return (stored_start(input_names[0], partition) or 0) >= highwater
+            return highwater is not None and finished(input_names[0], partition) >= highwater
 
         try:
             scoring.report_waiting()
