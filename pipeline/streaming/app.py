@@ -410,6 +410,12 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             counters.labels[label_key] = counters.labels.get(label_key, 0) + 1
             await send(examples_topic, example.group.encode(), example.model_dump_json().encode())
 
+    async def before_new_lane() -> None:
+        # A lane (restored) installs the exact versions it had: read them first; and its
+        # previous owner's alerts, so that what it re-reads is not published twice.
+        await worker.models.catch_up()
+        await worker.published.catch_up()
+
     scoring = worker.scoring = ScoringLoop(
         config,
         worker.models,
@@ -424,8 +430,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             pause=lambda p: faust_adapter.pause(app, input_names[:1], p),
             resume=lambda p: faust_adapter.resume(app, input_names[:1], p),
             labels_read=labels_read,
-            # A lane (restored) installs the exact versions it had: read them first.
-            before_new_lane=worker.models.catch_up,
+            before_new_lane=before_new_lane,
         ),
         topic_prefix=settings.topic_prefix,
         partitions=settings.topic_partitions,
@@ -669,6 +674,12 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     async def follow_models() -> None:
         await worker.models.follow(
             settings.kafka_bootstrap, settings.topic(topics.MODELS), options=kafka_options(settings)
+        )
+
+    @app.task
+    async def follow_alerts() -> None:
+        await worker.published.follow(
+            settings.kafka_bootstrap, settings.topic(topics.ALERTS), options=kafka_options(settings)
         )
 
     health = HealthReporter(app, worker)

@@ -14,13 +14,13 @@ from collections import deque
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr, ValidationError
 
 from pipeline.engine import FleetModel
 from pipeline.engine.schedule import NO_EPOCH
 from pipeline.engine.training import HISTORY, models_as_of
 from pipeline.errors import SnapshotError
+from pipeline.streaming.follow import TopicFollower
 from pipeline.streaming.intake import describe_validation_error
 from pipeline.streaming.signing import open_snapshot
 from schemas import EpochClosed, ModelSnapshot
@@ -52,11 +52,9 @@ class ModelRegistry:
         """Per ``training-examples`` partition: the first offset its published state does
         not cover (``EpochClosed.resume_offset``)."""
         self.refused = 0
-        self.caught_up = asyncio.Event()
         self.changed = asyncio.Event()
         """Set whenever an epoch closes; waiters clear it before they wait."""
-        self._consumer: AIOKafkaConsumer | None = None
-        self._read = asyncio.Condition()
+        self._follower = TopicFollower(self.accept, name="models")
 
     @property
     def closed(self) -> int:
@@ -117,31 +115,15 @@ class ModelRegistry:
             self.changed.set()
         return True
 
+    @property
+    def caught_up(self) -> asyncio.Event:
+        """Set once the topic was read up to where it ended when the worker started."""
+        return self._follower.caught_up
+
     async def catch_up(self, timeout_s: float = 60.0) -> None:
         """Wait until everything on the topic now has been read (before a lane or a
         trainer is resumed: it needs the versions published up to this moment)."""
-        consumer = self._consumer
-        if consumer is None:
-            await self.caught_up.wait()
-            consumer = self._consumer
-        assert consumer is not None
-        partitions = list(consumer.assignment())
-        end = await consumer.end_offsets(partitions)
-
-        async def read_up() -> bool:
-            return all([await consumer.position(tp) >= end[tp] for tp in partitions])
-
-        async with self._read:
-            deadline = asyncio.get_running_loop().time() + timeout_s
-            while not await read_up():
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    log.warning("models_catch_up_timeout", timeout_s=timeout_s)
-                    return
-                try:
-                    await asyncio.wait_for(self._read.wait(), remaining)
-                except TimeoutError:
-                    continue
+        await self._follower.catch_up(timeout_s)
 
     def _refuse(self, reason: str, detail: str = "", **context: object) -> None:
         self.refused += 1
@@ -156,38 +138,14 @@ class ModelRegistry:
         options: dict[str, Any] | None = None,
     ) -> None:
         """Read the ``models`` topic from the beginning, forever, on every worker."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            **(options or {}),
+
+        def caught_up() -> None:
+            log.info("models_caught_up", groups=sorted(self.history), closed=self.closed)
+
+        await self._follower.follow(
+            bootstrap,
+            topic,
+            poll_timeout_ms=poll_timeout_ms,
+            options=options,
+            on_caught_up=caught_up,
         )
-        await consumer.start()
-        try:
-            await consumer.topics()  # loads cluster metadata, so partitions are known
-            partitions = [
-                TopicPartition(topic, p)
-                for p in sorted(consumer.partitions_for_topic(topic) or {0})
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
-            self._consumer = consumer
-            while True:
-                batches = await consumer.getmany(timeout_ms=poll_timeout_ms)
-                for records in batches.values():
-                    for record in records:
-                        self.accept(record.value, record.key)
-                async with self._read:
-                    self._read.notify_all()
-                positions = [await consumer.position(tp) for tp in partitions]
-                if not self.caught_up.is_set() and all(
-                    position >= end[tp] for position, tp in zip(positions, partitions, strict=True)
-                ):
-                    self.caught_up.set()
-                    log.info("models_caught_up", groups=sorted(self.history), closed=self.closed)
-        finally:
-            await consumer.stop()

@@ -1,9 +1,12 @@
 """Remember which alerts are already on the ``alerts`` topic, so a replay never repeats one.
 
-After a crash the worker re-reads input from its last committed offset. Alerts it
-had already published in that window are recomputed with the same deterministic id;
-this guard, seeded from the tail of the topic at start-up, keeps them from going out
-twice.
+After a crash the worker re-reads input from its last committed offset, and after a
+rebalance a worker takes over partitions another worker held (or was killed holding).
+Alerts already published in that window are recomputed with the same deterministic id;
+this guard, seeded from the tail of the topic at start-up and then following the topic
+(every worker reads what every worker publishes), keeps them from going out twice. A
+worker catches the guard up (:meth:`PublishedAlerts.catch_up`) before it resumes a lane
+another worker held.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import structlog
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
+from pipeline.streaming.follow import TopicFollower
 from schemas import Alert
 
 log = structlog.get_logger(__name__)
@@ -27,6 +31,10 @@ class PublishedAlerts:
     def __init__(self, capacity: int = 200_000) -> None:
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._capacity = capacity
+        self.start: dict[int, int] = {}
+        """Per partition, the offset following the topic starts from (where the seeding
+        read stopped; missing: the partition's beginning)."""
+        self._follower = TopicFollower(lambda value, _key: self._add_raw(value), name="alerts")
 
     def __contains__(self, alert: object) -> bool:
         return isinstance(alert, Alert) and (alert.alert_id, alert.action) in self._seen
@@ -68,6 +76,7 @@ class PublishedAlerts:
             end = consumer.end_offsets(partitions)
             begin = consumer.beginning_offsets(partitions)
             remaining = {tp for tp in partitions if end[tp] > begin[tp]}
+            guard.start = {tp.partition: end[tp] for tp in partitions}
             for tp in remaining:
                 consumer.seek(tp, max(begin[tp], end[tp] - per_partition))
             give_up = time.monotonic() + timeout_s
@@ -81,10 +90,22 @@ class PublishedAlerts:
                             guard._add_raw(record.value)
                     if consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
+            for tp in remaining:  # timed out: the follower reads the rest
+                guard.start[tp.partition] = min(consumer.position(tp), end[tp])
         finally:
             consumer.close()
         log.info("published_alerts_loaded", alerts=len(guard))
         return guard
+
+    async def follow(
+        self, bootstrap: str, topic: str, *, options: dict[str, Any] | None = None
+    ) -> None:
+        """Add every alert published from :attr:`start` on, forever (run it as a task)."""
+        await self._follower.follow(bootstrap, topic, start=self.start, options=options)
+
+    async def catch_up(self, timeout_s: float = 60.0) -> None:
+        """Wait until every alert on the topic now is in the guard."""
+        await self._follower.catch_up(timeout_s)
 
     def _add_raw(self, raw: bytes | None) -> None:
         if raw is None:
