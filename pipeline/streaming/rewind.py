@@ -86,10 +86,17 @@ class Rewinds:
             del self._last[tp]
 
     async def position(self, topic: str, partition: int, offset: int) -> None:
-        """Read a partition just assigned from ``offset`` (its stored resume offset), unless
-        a message of it was admitted already (then :meth:`admit` has guarded it)."""
+        """Read a partition just assigned from ``offset`` (its stored resume offset); one
+        this worker gave back and got again, from where it noted it stopped (its next
+        message may never come: at the end of a partition nothing would trigger the seek
+        in :meth:`admit`, and Kafka's position is past the messages Faust discarded);
+        left alone once a message of it was admitted since (:meth:`admit` guards it)."""
         tp = (topic, partition)
-        if tp in self._last or tp in self._pending:
+        pending = self._pending.get(tp)
+        if pending is not None:
+            await self._seek(topic, partition, pending.expected)
+            return
+        if tp in self._last:
             return
         self._pending[tp] = _Pending(offset)
         await self._seek(topic, partition, offset)

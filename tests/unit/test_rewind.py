@@ -138,6 +138,20 @@ def test_a_partition_positioned_at_assignment_is_read_from_there() -> None:
     assert consumer.seeks == [3, 3]
 
 
+def test_a_partition_handed_straight_back_at_its_end_is_read_again() -> None:
+    """Given back and assigned again with nothing new on it: Faust left its position past
+    the messages it discarded and no message comes to trigger the guard's seek, so the
+    positioning at assignment seeks it back to the first one not finished (a trainer
+    waited forever for the markers it had read but not finished)."""
+    consumer = Consumer([0, 1], stale=[])
+    rewinds = Rewinds(consumer.seek, stored_start(None))
+    rewinds.revoked({("t", 0): 0})
+    rewinds.assigned([("t", 0)])
+    asyncio.run(rewinds.position("t", 0, 0))
+    assert consumer.seeks == [0]
+    assert consumer.run(rewinds) == [0, 1]
+
+
 @dataclass
 class Message:
     offset: int
