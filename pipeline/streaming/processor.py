@@ -271,11 +271,12 @@ class Processor:
         message: InputMessage,
         record: DeviceRecord | None,
     ) -> Outcome | Prepared:
-        """:meth:`prepare` for a message (or a reading of a batch) already decoded."""
+        """:meth:`prepare` for a message (or a reading of a batch) already decoded;
+        ``value=None``: a rejection carries the message's own JSON."""
         try:
             return self._admit(source, key, value, message, record)
         except Exception as error:  # the per-message boundary: one message, one reject
-            return self._failed(source, key, value, error)
+            return self._failed(source, key, _raw(value, message), error)
 
     def needs(self, prepared: Prepared) -> int | None:
         """The model epoch the lane must have installed before :meth:`apply` (``None``: ready)."""
@@ -287,7 +288,9 @@ class Processor:
         try:
             return self._apply(prepared)
         except Exception as error:  # the per-message boundary: one message, one reject
-            return self._failed(prepared.source, prepared.key, prepared.value, error)
+            return self._failed(
+                prepared.source, prepared.key, _raw(prepared.value, prepared.message), error
+            )
 
     def unreadable(
         self, source: Source, key: bytes | None, value: bytes | None, error: Exception
@@ -371,7 +374,7 @@ class Processor:
             suspect = record.suspect.timestamp() if record.suspect else None
             reason = gate.reading(t, newest, suspect)
             if reason is not None:
-                refused = self._reject(source, key, value, reason)
+                refused = self._reject(source, key, _raw(value, message), reason)
                 refused.device_id = message.device_id
                 refused.record = DeviceRecord(
                     record.state,
@@ -384,7 +387,7 @@ class Processor:
         else:
             reason = gate.event(t)
             if reason is not None:
-                refused = self._reject(source, key, value, reason)
+                refused = self._reject(source, key, _raw(value, message), reason)
                 refused.device_id = message.device_id
                 refused.record = DeviceRecord(
                     record.state, offsets, record.last_reading, record.failure, record.suspect
@@ -503,3 +506,9 @@ def check_outputs(state: DeviceState, outcome: Outcome) -> None:
 
 
 INPUT_TOPICS = (topics.TELEMETRY, topics.FAILURES, topics.FEEDBACK)
+
+
+def _raw(value: bytes | None, message: InputMessage) -> bytes:
+    """The bytes a rejection carries: the message as received, or (``None``: a reading of
+    a batch, a held event) its own JSON, serialised only when something is rejected."""
+    return value if value is not None else message.model_dump_json().encode()

@@ -319,12 +319,15 @@ class ScoringLoop:
                 await self.ports.route(processor.mismatched_key(source, key, value), event)
                 return True
         else:
-            key, value = None, decoded.model_dump_json().encode()  # the reading's own JSON
+            # A reading of a batch: a rejection carries the reading's own JSON, which the
+            # processor serialises only then (``value=None``).
+            key, value = None, None
         try:
             record = self.ports.record_of(device_key)
         except Exception as error:  # an unreadable stored record: this message only
             log.exception("device_record_unreadable", key=device_key[:80])
-            await self.ports.route(processor.unreadable(source, key, value, error), event)
+            raw = value if value is not None else decoded.model_dump_json().encode()
+            await self.ports.route(processor.unreadable(source, key, raw, error), event)
             return True
         prepared = processor.admit(source, key, value, decoded, record)
         if isinstance(prepared, Prepared):
