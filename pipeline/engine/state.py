@@ -128,13 +128,27 @@ class DeviceState:
 
     def copy(self) -> DeviceState:
         """An independent copy (every list and array copied), for copy-on-write callers."""
+        # Spelt out: the worker copies a state per reading, and this is twice as fast as a
+        # loop over the slots (``bench/engine_throughput.py``).
         clone = DeviceState.__new__(DeviceState)
-        clone.__setstate__(
-            tuple(
-                value[:] if isinstance(value, list | array) else value
-                for value in self.__getstate__()
-            )
-        )
+        clone.alert_id = self.alert_id
+        clone.alert_ts = self.alert_ts
+        clone.alerted = self.alerted
+        clone.device_id = self.device_id
+        clone.device_type = self.device_type
+        clone.dropped = self.dropped
+        clone.group = self.group
+        clone.last_ts = self.last_ts
+        clone.metrics = self.metrics
+        clone.n = self.n
+        clone.pend_count = self.pend_count[:]
+        clone.pend_flag = self.pend_flag[:]
+        clone.pend_key = self.pend_key[:]
+        clone.pend_ts = self.pend_ts[:]
+        clone.pend_vec = self.pend_vec[:]
+        clone.pend_width = self.pend_width[:]
+        clone.streak = self.streak
+        clone.vals = self.vals[:]
         return clone
 
     def reset_features(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 from pipeline.engine import labels
 from pipeline.engine.labels import Labelled
 from pipeline.engine.state import DeviceState
@@ -139,3 +141,20 @@ def test_slot_choice_is_seeded_and_deterministic() -> None:
     assert kept(1) == kept(1)
     assert kept(1) != kept(2)
     assert [int(t // 100) for t in kept(1)] == list(range(10))
+
+
+def test_a_copied_state_is_equal_and_shares_no_container() -> None:
+    """``DeviceState.copy`` spells its slots out: a slot added later must be copied too."""
+    state = DeviceState("d", "t", "g")
+    state.add_metrics(["a", "b"])
+    for name in state.__slots__:
+        value = getattr(state, name)
+        if isinstance(value, array):
+            value.extend(value.__class__(value.typecode, [1] * 3))
+    state.alert_id, state.alert_ts, state.streak, state.n = "x", 5.0, 2, 7
+    clone = state.copy()
+    assert clone == state
+    for name in state.__slots__:
+        value = getattr(state, name)
+        if isinstance(value, list | array):
+            assert getattr(clone, name) is not value, name
