@@ -405,6 +405,14 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                 continue
             await send(alerts_topic, alert.device_id.encode(), alert.model_dump_json().encode())
             worker.published.add(alert)
+            log.info(
+                "alert_published",
+                alert_id=alert.alert_id,
+                action=alert.action,
+                device_id=alert.device_id,
+                partition=message.partition,
+                offset=message.offset,
+            )
         for example in outcome.examples:
             label_key = (example.group, example.label)
             counters.labels[label_key] = counters.labels.get(label_key, 0) + 1
@@ -519,6 +527,12 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                 if start is None:
                     start = faust_adapter.committed(app, topic, partition) or 0
                 await rewinds.position(topic, partition, start)
+                log.info(
+                    "partition_positioned",
+                    topic=topic,
+                    partition=partition,
+                    offset=rewinds.pending().get((topic, partition), start),
+                )
             except Exception:  # rebalancing again: the next assignment positions it
                 log.exception("partition_position_failed", topic=topic, partition=partition)
 
@@ -570,6 +584,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             scoring.report_waiting()
         except Exception:  # a report must never stop the worker (Faust crashes on it)
             log.exception("lane_report_failed")
+        await scoring.remind(LANE_IDLE_S)
         # A safety net for wake-ups: a lane can wait on two things (an epoch, its
         # failures being read); draining again only retries the queues' heads in order.
         await scoring.drain()

@@ -28,6 +28,7 @@ from pipeline import topics
 from pipeline.engine import EngineConfig
 from pipeline.engine.catalogue import Catalogue
 from pipeline.engine.lane import Lane
+from pipeline.engine.schedule import NO_EPOCH
 from pipeline.streaming.counters import Counters
 from pipeline.streaming.intake import Decoded, InputMessage, Rejection
 from pipeline.streaming.models import ModelRegistry
@@ -82,6 +83,8 @@ class LaneSlot:
     """Per input topic, the first offset not finished as of the last staged state (a
     topic missing: from its first offset; ``None``: a record written before resume
     offsets were kept, no guard)."""
+    marked_at: float = field(default_factory=time.monotonic)
+    """Wall time the lane last sent its marker (for :meth:`ScoringLoop.remind`)."""
 
 
 @dataclass
@@ -252,6 +255,22 @@ class ScoringLoop:
                     labels_read=self.ports.labels_read(partition),
                 )
 
+    async def remind(self, every_s: float) -> None:
+        """Send again the marker of every lane that has waited at the barrier for
+        ``every_s`` seconds of wall time since it last sent one.
+
+        Markers are idempotent (the trainer keeps each lane's newest), so this changes no
+        decision; it only keeps the fleet live when a trainer lost markers it had been
+        sent (Faust can discard what it fetched for a partition across a rebalance, and
+        then never deliver it again: an epoch that waits for a marker nobody sends
+        again would hold every lane forever)."""
+        now = time.monotonic()
+        for partition, slot in sorted(self.slots.items()):
+            lane = slot.lane
+            if slot.queue and lane.marked > NO_EPOCH and now - slot.marked_at >= every_s:
+                log.info("lane_marker_resent", partition=partition, complete_through=lane.marked)
+                await self._marker(partition, lane.marked)
+
     def waiting(self) -> int:
         """Messages queued behind the barrier, all lanes."""
         return sum(len(slot.queue) for slot in self.slots.values())
@@ -362,6 +381,9 @@ class ScoringLoop:
         return True
 
     async def _marker(self, partition: int, complete_through: int) -> None:
+        slot = self.slots.get(partition)
+        if slot is not None:
+            slot.marked_at = time.monotonic()
         self.counters.markers += 1
         await self.ports.send_marker(partition, complete_through, False)
 

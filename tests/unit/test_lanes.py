@@ -383,3 +383,41 @@ def test_the_idle_timer_loads_no_lane_before_the_tables_are_recovered() -> None:
     asyncio.run(loop.mark_idle({0, 1, 2}, caught_up, idle_s=0.0, settled=True))
     assert [(p, idle) for p, _, idle in sent] == [(0, True), (2, True)]
     assert loaded == [0, 2]
+
+
+def test_a_lane_waiting_at_the_barrier_sends_its_marker_again() -> None:
+    """A trainer that lost a marker (Faust discarded it across a rebalance) would hold
+    every lane forever; a lane that has waited ``every_s`` re-sends its newest marker,
+    which the trainer takes as it took the first (no decision changes)."""
+    sent: list[tuple[int, int, bool]] = []
+
+    async def send_marker(partition: int, complete_through: int, idle: bool) -> None:
+        sent.append((partition, complete_through, idle))
+
+    loop = ScoringLoop(
+        CONFIG,
+        Registry(EpochTrainer(CONFIG, lanes=PARTITIONS)),  # type: ignore[arg-type]
+        Counters(),
+        ScoringPorts(
+            record_of=lambda _: None,
+            route=lambda *_: _nothing(),
+            done=lambda _: _nothing(),
+            send_marker=send_marker,
+            load_lane=lambda _: None,
+            pause=lambda _: None,
+            resume=lambda _: None,
+        ),
+        partitions=PARTITIONS,
+    )
+    waiting, running = loop.slot(0), loop.slot(1)
+    for slot in (waiting, running):
+        slot.lane.marked = 7
+    waiting.queue.append(object())
+    asyncio.run(loop.remind(every_s=3600.0))
+    assert sent == []  # not waiting long enough yet
+    asyncio.run(loop.remind(every_s=0.0))
+    assert sent == [(0, 7, False)]  # only the lane that waits
+    trainer = EpochTrainer(CONFIG, lanes=1)
+    trainer.mark(0, 7)
+    trainer.mark(0, 7)  # the same marker again
+    assert trainer.closable() == 7
