@@ -694,7 +694,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     @app.task
     async def follow_alerts() -> None:
         await worker.published.follow(
-            settings.kafka_bootstrap, settings.topic(topics.ALERTS), options=kafka_options(settings)
+            settings.kafka_bootstrap,
+            settings.topic(topics.ALERTS),
+            partitions=topics.TOPICS_BY_NAME[topics.ALERTS].partition_count(settings),
+            options=kafka_options(settings),
         )
 
     health = HealthReporter(app, worker)

@@ -39,13 +39,16 @@ class TopicFollower:
         bootstrap: str,
         topic: str,
         *,
+        partitions: int,
         start: dict[int, int] | None = None,
         poll_timeout_ms: int = 500,
         options: dict[str, Any] | None = None,
         on_caught_up: Callable[[], None] | None = None,
     ) -> None:
-        """Read ``topic`` from ``start`` (per partition; missing: its beginning) forever
-        (run it as a task); ``options``: the Kafka security settings."""
+        """Read ``topic`` (``partitions``: its partition count as the deployment creates
+        it; any more that the cluster reports are read too) from ``start`` (per
+        partition; missing: its beginning) forever (run it as a task); ``options``: the
+        Kafka security settings."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,
@@ -57,17 +60,17 @@ class TopicFollower:
         )
         await consumer.start()
         try:
-            await consumer.topics()  # loads cluster metadata, so partitions are known
-            partitions = [
-                TopicPartition(topic, p)
-                for p in sorted(consumer.partitions_for_topic(topic) or {0})
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            for tp in partitions:
+            # The consumer's own cluster metadata may not know the topic yet (aiokafka's
+            # ``topics()`` loads a separate copy): a follower that trusted it read
+            # partition 0 alone, and the alerts guard missed every other partition.
+            known = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(set(range(partitions)) | known)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            for tp in tps:
                 if start and tp.partition in start:
                     consumer.seek(tp, start[tp.partition])
-            end = await consumer.end_offsets(partitions)
+            end = await consumer.end_offsets(tps)
             self._consumer = consumer
             while True:
                 batches = await consumer.getmany(timeout_ms=poll_timeout_ms)
@@ -77,7 +80,7 @@ class TopicFollower:
                 async with self._read:
                     self._read.notify_all()
                 if not self.caught_up.is_set() and all(
-                    [await consumer.position(tp) >= end[tp] for tp in partitions]
+                    [await consumer.position(tp) >= end[tp] for tp in tps]
                 ):
                     self.caught_up.set()
                     if on_caught_up is not None:

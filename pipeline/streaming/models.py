@@ -23,6 +23,7 @@ from pipeline.errors import SnapshotError
 from pipeline.streaming.follow import TopicFollower
 from pipeline.streaming.intake import describe_validation_error
 from pipeline.streaming.signing import open_snapshot
+from pipeline.topics import MODELS, TOPICS_BY_NAME
 from schemas import EpochClosed, ModelSnapshot
 
 log = structlog.get_logger(__name__)
@@ -145,6 +146,7 @@ class ModelRegistry:
         await self._follower.follow(
             bootstrap,
             topic,
+            partitions=TOPICS_BY_NAME[MODELS].partitions or 1,
             poll_timeout_ms=poll_timeout_ms,
             options=options,
             on_caught_up=caught_up,

@@ -98,10 +98,18 @@ class PublishedAlerts:
         return guard
 
     async def follow(
-        self, bootstrap: str, topic: str, *, options: dict[str, Any] | None = None
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        partitions: int,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        """Add every alert published from :attr:`start` on, forever (run it as a task)."""
-        await self._follower.follow(bootstrap, topic, start=self.start, options=options)
+        """Add every alert published from :attr:`start` on, forever (run it as a task);
+        ``partitions``: the topic's partition count."""
+        await self._follower.follow(
+            bootstrap, topic, partitions=partitions, start=self.start, options=options
+        )
 
     async def catch_up(self, timeout_s: float = 60.0) -> None:
         """Wait until every alert on the topic now is in the guard."""
