@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from pipeline import topics
@@ -272,13 +271,6 @@ def test_fuzz_every_message_is_accounted_for(
 # -- SIGKILL inside a checkpoint ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="known defect (issue 10): the worker restarted after the SIGKILL receives no "
-    "input message and the readings whose checkpoint was cut are never predicted; "
-    "failing since the lanes and batches landed, cause not found yet "
-    "(docs/streaming.md 'Known limits')",
-    strict=False,
-)
 def test_sigkill_between_points_and_state_loses_nothing_and_doubles_no_alert(
     deployment: Deployment,
     backblaze_slice: list[Event],

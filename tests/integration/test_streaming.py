@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 
 from pipeline import topics
@@ -78,13 +77,6 @@ def test_one_worker_flat_out_publishes_exactly_the_backtests_alerts(
     equal_alerts(deployment, expected)
 
 
-@pytest.mark.xfail(
-    reason="known defect (issue 10): passed 5 of 5 local runs after the resume-offset fix, "
-    "but in the CI run on 1d91910 every prediction was stored and 138 alerts were "
-    "streamed against the backtest's 163 (a lane resumed from its record diverged); "
-    "docs/streaming.md 'Known limits'",
-    strict=False,
-)
 def test_two_workers_publish_exactly_the_backtests_alerts(
     deployment: Deployment, backblaze_slice: list[Event]
 ) -> None:
@@ -97,12 +89,6 @@ def test_two_workers_publish_exactly_the_backtests_alerts(
     equal_alerts(deployment, expected)
 
 
-@pytest.mark.xfail(
-    reason="known defect (issue 10): in about half the runs the survivor ends with the "
-    "predictions of a run of one partition's batches missing (two cases seen: 849 and "
-    "3,528 of 23,805); cause not found yet, docs/streaming.md 'Known limits'",
-    strict=False,
-)
 def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_no_alert(
     deployment: Deployment, backblaze_slice: list[Event], record_property: Any
 ) -> None:
