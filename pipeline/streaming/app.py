@@ -418,6 +418,15 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             counters.labels[label_key] = counters.labels.get(label_key, 0) + 1
             await send(examples_topic, example.group.encode(), example.model_dump_json().encode())
 
+    async def resume_fetch(partition: int, offset: int) -> None:
+        # Faust drops the records of a paused partition it had already fetched (aiokafka
+        # counts them consumed), and a partition resumed that way was never fetched
+        # again (single-reading input stalled at 2 x 20,000 messages): resume, then seek
+        # to the message after the newest one parked, which restarts its fetch there.
+        faust_adapter.resume(app, input_names[:1], partition)
+        await faust_adapter.seek(app, input_names[0], partition, offset)
+        log.info("lane_resumed", partition=partition, offset=offset)
+
     async def before_new_lane() -> None:
         # A lane (restored) installs the exact versions it had: read them first; and its
         # previous owner's alerts, so that what it re-reads is not published twice.
@@ -436,7 +445,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             load_lane=load_lane,
             # Only readings pause: a lane may be waiting for its failures.
             pause=lambda p: faust_adapter.pause(app, input_names[:1], p),
-            resume=lambda p: faust_adapter.resume(app, input_names[:1], p),
+            resume=resume_fetch,
             labels_read=labels_read,
             before_new_lane=before_new_lane,
         ),

@@ -72,6 +72,8 @@ class LaneSlot:
     last_event: Event = None
     """The newest message of the partition (carries its partition to the tables)."""
     paused: bool = False
+    last_telemetry: Event = None
+    """The newest ``telemetry`` message parked (where fetching resumes after a pause)."""
     head: Head | None = None
     revoked: bool = False
     """The partition is being handed to another worker: process nothing more."""
@@ -114,7 +116,7 @@ class ScoringPorts:
         send_marker: Callable[[int, int, bool], Awaitable[None]],
         load_lane: Callable[[int], LaneRecord | None],
         pause: Callable[[int], None],
-        resume: Callable[[int], None],
+        resume: Callable[[int, int], Awaitable[None]],
         labels_read: Callable[[int], bool] = lambda _: True,
         before_new_lane: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -237,7 +239,8 @@ class ScoringLoop:
                 slot.queue.popleft()
         if slot.paused and len(slot.queue) < self._max_parked // 2:
             slot.paused = False
-            self.ports.resume(partition)
+            newest = slot.queue[-1] if slot.queue else slot.last_telemetry
+            await self.ports.resume(partition, newest.message.offset + 1)
 
     def report_waiting(self) -> None:
         """Log every lane that has messages waiting, and what it waits for."""
@@ -277,6 +280,7 @@ class ScoringLoop:
 
     def _park(self, slot: LaneSlot, event: Event) -> None:
         slot.queue.append(event)
+        slot.last_telemetry = event
         self.counters.parked += 1
         if not slot.paused and len(slot.queue) >= self._max_parked:
             slot.paused = True

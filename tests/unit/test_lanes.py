@@ -113,7 +113,7 @@ def _streamed(
             send_marker=send_marker,
             load_lane=load_lane,
             pause=lambda _: None,
-            resume=lambda _: None,
+            resume=lambda *_: _nothing(),
         ),
         partitions=PARTITIONS,
     )
@@ -366,7 +366,7 @@ def test_the_idle_timer_loads_no_lane_before_the_tables_are_recovered() -> None:
             send_marker=send_marker,
             load_lane=load_lane,
             pause=lambda _: None,
-            resume=lambda _: None,
+            resume=lambda *_: _nothing(),
             before_new_lane=before_new_lane,
         ),
         partitions=PARTITIONS,
@@ -405,7 +405,7 @@ def test_a_lane_waiting_at_the_barrier_sends_its_marker_again() -> None:
             send_marker=send_marker,
             load_lane=lambda _: None,
             pause=lambda _: None,
-            resume=lambda _: None,
+            resume=lambda *_: _nothing(),
         ),
         partitions=PARTITIONS,
     )
@@ -421,3 +421,49 @@ def test_a_lane_waiting_at_the_barrier_sends_its_marker_again() -> None:
     trainer.mark(0, 7)
     trainer.mark(0, 7)  # the same marker again
     assert trainer.closable() == 7
+
+
+def test_a_paused_partition_resumes_fetching_after_its_newest_parked_message() -> None:
+    """A lane whose queue reaches ``max_parked`` pauses its partition's fetch; once it
+    drains below half it resumes it *at the offset after the newest message it parked*
+    (Faust drops records of a paused partition it had already fetched, and the
+    partition was otherwise never fetched again)."""
+    trainer = EpochTrainer(CONFIG, lanes=1)
+    paused: list[int] = []
+    resumed: list[tuple[int, int]] = []
+
+    async def resume(partition: int, offset: int) -> None:
+        resumed.append((partition, offset))
+
+    loop = ScoringLoop(
+        CONFIG,
+        Registry(trainer),  # type: ignore[arg-type]
+        Counters(),
+        ScoringPorts(
+            record_of=lambda _: None,
+            route=lambda *_: _nothing(),
+            done=lambda _: _nothing(),
+            send_marker=lambda *_: _nothing(),
+            load_lane=lambda _: None,
+            pause=paused.append,
+            resume=resume,
+        ),
+        partitions=1,
+        max_parked=4,
+    )
+    readings = [e for e in _events() if isinstance(e, Telemetry)][:6]
+    for offset, reading in enumerate(readings):
+        message = SimpleNamespace(
+            topic=topics.TELEMETRY,
+            partition=0,
+            offset=offset,
+            key=reading.device_id.encode(),
+            value=reading.model_dump_json().encode(),
+        )
+        asyncio.run(loop.offer(SimpleNamespace(message=message)))
+    assert paused == [0]  # no model epoch yet: every reading waits; paused at 4
+    trainer.mark(0, 10**9)
+    trainer.close_through(trainer.closable())  # every epoch closed: the queue drains
+    asyncio.run(loop.drain())
+    assert loop.waiting() == 0
+    assert resumed == [(0, 6)]  # after offset 5, the newest parked
