@@ -22,7 +22,7 @@ from pipeline.partitioner import partition_for
 from pipeline.producer import encode_batch
 from pipeline.streaming.counters import Counters
 from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome
-from pipeline.streaming.scoring import LaneRecord, ScoringLoop, ScoringPorts
+from pipeline.streaming.scoring import MAX_PARKED, LaneRecord, ScoringLoop, ScoringPorts
 from schemas import FailureEvent, Telemetry, TrainingExample
 from tests.unit.test_engine_scorer import fleet
 
@@ -335,6 +335,33 @@ def test_a_lane_without_a_reading_needs_no_epoch() -> None:
     assert schedule.needed(float("-inf")) < NO_EPOCH + 1
 
 
+def _fake_loop(
+    registry: Registry,
+    *,
+    partitions: int = PARTITIONS,
+    max_parked: int = MAX_PARKED,
+    **ports: Any,
+) -> ScoringLoop:
+    """A scoring loop over ``registry`` whose ports do nothing unless given."""
+    defaults: dict[str, Any] = {
+        "record_of": lambda _: None,
+        "route": lambda *_: _nothing(),
+        "done": lambda _: _nothing(),
+        "send_marker": lambda *_: _nothing(),
+        "load_lane": lambda _: None,
+        "pause": lambda _: None,
+        "resume": lambda *_: _nothing(),
+    }
+    return ScoringLoop(
+        CONFIG,
+        registry,  # type: ignore[arg-type]
+        Counters(),
+        ScoringPorts(**{**defaults, **ports}),
+        partitions=partitions,
+        max_parked=max_parked,
+    )
+
+
 def test_the_idle_timer_loads_no_lane_before_the_tables_are_recovered() -> None:
     """A lane loaded while its table is still being recovered would be the stale or
     missing record, and the partition's messages would then be scored with it (a fresh
@@ -355,21 +382,11 @@ def test_the_idle_timer_loads_no_lane_before_the_tables_are_recovered() -> None:
     async def send_marker(partition: int, complete_through: int, idle: bool) -> None:
         sent.append((partition, complete_through, idle))
 
-    loop = ScoringLoop(
-        CONFIG,
-        Registry(EpochTrainer(CONFIG, lanes=PARTITIONS)),  # type: ignore[arg-type]
-        Counters(),
-        ScoringPorts(
-            record_of=lambda _: None,
-            route=lambda *_: _nothing(),
-            done=lambda _: _nothing(),
-            send_marker=send_marker,
-            load_lane=load_lane,
-            pause=lambda _: None,
-            resume=lambda *_: _nothing(),
-            before_new_lane=before_new_lane,
-        ),
-        partitions=PARTITIONS,
+    loop = _fake_loop(
+        Registry(EpochTrainer(CONFIG, lanes=PARTITIONS)),
+        send_marker=send_marker,
+        load_lane=load_lane,
+        before_new_lane=before_new_lane,
     )
     caught_up = {0: True, 1: False, 2: True}.__getitem__
     asyncio.run(loop.mark_idle({0, 1, 2}, caught_up, idle_s=0.0, settled=False))
@@ -394,21 +411,7 @@ def test_a_lane_waiting_at_the_barrier_sends_its_marker_again() -> None:
     async def send_marker(partition: int, complete_through: int, idle: bool) -> None:
         sent.append((partition, complete_through, idle))
 
-    loop = ScoringLoop(
-        CONFIG,
-        Registry(EpochTrainer(CONFIG, lanes=PARTITIONS)),  # type: ignore[arg-type]
-        Counters(),
-        ScoringPorts(
-            record_of=lambda _: None,
-            route=lambda *_: _nothing(),
-            done=lambda _: _nothing(),
-            send_marker=send_marker,
-            load_lane=lambda _: None,
-            pause=lambda _: None,
-            resume=lambda *_: _nothing(),
-        ),
-        partitions=PARTITIONS,
-    )
+    loop = _fake_loop(Registry(EpochTrainer(CONFIG, lanes=PARTITIONS)), send_marker=send_marker)
     waiting, running = loop.slot(0), loop.slot(1)
     for slot in (waiting, running):
         slot.lane.marked = 7
@@ -435,21 +438,8 @@ def test_a_paused_partition_resumes_fetching_after_its_newest_parked_message() -
     async def resume(partition: int, offset: int) -> None:
         resumed.append((partition, offset))
 
-    loop = ScoringLoop(
-        CONFIG,
-        Registry(trainer),  # type: ignore[arg-type]
-        Counters(),
-        ScoringPorts(
-            record_of=lambda _: None,
-            route=lambda *_: _nothing(),
-            done=lambda _: _nothing(),
-            send_marker=lambda *_: _nothing(),
-            load_lane=lambda _: None,
-            pause=paused.append,
-            resume=resume,
-        ),
-        partitions=1,
-        max_parked=4,
+    loop = _fake_loop(
+        Registry(trainer), pause=paused.append, resume=resume, partitions=1, max_parked=4
     )
     readings = [e for e in _events() if isinstance(e, Telemetry)][:6]
     for offset, reading in enumerate(readings):
