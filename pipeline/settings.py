@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import ConfigError
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "forewarn"
 
@@ -98,5 +100,15 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Read settings from the environment (a fresh object on every call)."""
-    return Settings()
+    """Read settings from the environment (a fresh object on every call).
+
+    Raises ``ConfigError`` naming the first bad ``FOREWARN_*`` variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "FOREWARN_" + "_".join(str(part) for part in first["loc"]).upper()
+        value = first.get("input")
+        secret = any(word in name.lower() for word in ("token", "key", "password", "secret"))
+        shown = "" if secret or isinstance(value, dict) else f" {value!r}"  # secrets unshown
+        raise ConfigError(f"bad {name}{shown}: {first['msg']}") from None

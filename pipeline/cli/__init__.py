@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from kafka.errors import KafkaError
 
 from pipeline.errors import ForewarnError
 
@@ -40,6 +41,18 @@ def main() -> None:
         app()
     except ForewarnError as error:
         typer.secho(f"forewarn: error: {error}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except KafkaError as error:
+        name = type(error).__name__
+        message = f"Kafka: {error}" if str(error).startswith(name) else f"Kafka: {name}: {error}"
+        hint = " (is `make up` running? check FOREWARN_KAFKA_BOOTSTRAP; `forewarn doctor`)"
+        typer.secho(f"forewarn: error: {message}{hint}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except OSError as error:  # a path that cannot be read or written, a refused connection
+        where = f": {error.filename}" if error.filename else ""
+        typer.secho(
+            f"forewarn: error: {error.strerror or error}{where}", err=True, fg=typer.colors.RED
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         typer.secho("forewarn: interrupted", err=True)

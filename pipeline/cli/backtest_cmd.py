@@ -292,6 +292,8 @@ def backtest(
         raise ConfigError(_naming_the_flag(str(error))) from None
     rule = _names(rule_counters) or config.counter_metrics or RULE_COUNTERS.get(fmt, ())
 
+    out_dir = report_dir or Path("reports") / dataset.name
+    out_dir.mkdir(parents=True, exist_ok=True)  # a path that cannot be written fails now
     console = Console(stderr=True)
     with Progress(
         SpinnerColumn(),
@@ -313,8 +315,6 @@ def backtest(
         )
     report = dataset_report(result, dataset)
     report["page"] = page_data(result, dataset.time_unit_seconds)  # for `forewarn report`
-    out_dir = report_dir or Path("reports") / dataset.name
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_report(report, out_dir / "report.json")
     write_alerts(result.alerts, out_dir / "alerts.jsonl")
     typer.echo(summary(report))

@@ -289,3 +289,30 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal() -> None:
         "backtest: 200,000",
         "backtest: 300,000",
     ]
+
+
+def test_cli_report_dir_that_cannot_be_written_fails_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report folder that cannot be created is refused in one line before the run (it
+    was a traceback after it, throwing the run away)."""
+    data = _tiny_backblaze(tmp_path / "ok.csv.gz")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, out, err = _run_cli(
+        ["backblaze", str(data), "--report-dir", str(blocker / "reports")], monkeypatch, capsys
+    )
+    assert str(blocker) in _one_line_error(code, err)
+    assert out == ""  # no summary: the run never started
+
+
+def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.settings import load_settings
+
+    monkeypatch.setenv("FOREWARN_SINK_BATCH_SIZE", "0")
+    with pytest.raises(ConfigError, match=r"^bad FOREWARN_SINK_BATCH_SIZE '0': "):
+        load_settings()
+    monkeypatch.delenv("FOREWARN_SINK_BATCH_SIZE")
+    monkeypatch.setenv("FOREWARN_LOG_LEVEL", "loud")
+    with pytest.raises(ConfigError, match="FOREWARN_LOG_LEVEL 'loud'"):
+        load_settings()
