@@ -202,6 +202,7 @@ class _Ports:
 def create_app(settings: Settings, config: EngineConfig, published: PublishedAlerts) -> faust.App:
     """Build the Faust app and its agents for one worker process."""
     app: Any = faust.App(settings.group_id, **_faust_settings(settings))
+    faust_adapter.idempotent_producer(app)
     worker = Worker(settings, config, published)
     app.forewarn = worker  # reachable from tests and tasks
     counters = worker.counters

@@ -1,6 +1,6 @@
 """Every use of Faust internals, in one place.
 
-Faust has no public API for four things the worker needs, so they are reached here
+Faust has no public API for five things the worker needs, so they are reached here
 and nowhere else (check them when upgrading faust-streaming):
 
 - a table write goes to the changelog partition of the stream's *current event*; the
@@ -14,7 +14,8 @@ and nowhere else (check them when upgrading faust-streaming):
   was assigned), to tell an idle partition from a lagging one and to know whether
   every failure before a reading has been read;
 - positioning newly assigned partitions where the worker's own state says they resume,
-  right after Faust's own seek to the committed offsets (``Consumer.perform_seek``).
+  right after Faust's own seek to the committed offsets (``Consumer.perform_seek``);
+- an idempotent producer outside ``exactly_once`` (``Producer._settings_extra``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,22 @@ def write_as(stream: Any, event: Any, table: Any, key: bytes, value: bytes) -> N
         table[key] = value
     finally:
         stream._set_current_event(None)
+
+
+def idempotent_producer(app: Any) -> None:
+    """Make the app's Kafka producer idempotent (``enable_idempotence``, ``acks=all``).
+
+    Faust sets these only for ``exactly_once`` (``Producer._settings_extra``). Without
+    them a produce request the broker wrote, whose answer was lost as the broker went
+    down, is sent again by the producer's retry: a record written twice, below anything
+    the worker can recognise (an alert published twice in the Kafka-outage test)."""
+    producer = app.producer
+    base = producer._settings_extra
+
+    def settings_extra() -> dict[str, Any]:
+        return {**base(), "acks": "all", "enable_idempotence": True}
+
+    producer._settings_extra = settings_extra
 
 
 def pause(app: Any, topics: list[str], partition: int) -> None:
