@@ -79,9 +79,7 @@ class TopicFollower:
                         self._accept(record.value, record.key)
                 async with self._read:
                     self._read.notify_all()
-                if not self.caught_up.is_set() and all(
-                    [await consumer.position(tp) >= end[tp] for tp in tps]
-                ):
+                if not self.caught_up.is_set() and await _reached(consumer, end):
                     self.caught_up.set()
                     if on_caught_up is not None:
                         on_caught_up()
@@ -96,15 +94,10 @@ class TopicFollower:
             await self.caught_up.wait()
             consumer = self._consumer
         assert consumer is not None
-        partitions = list(consumer.assignment())
-        end = await consumer.end_offsets(partitions)
-
-        async def read_up() -> bool:
-            return all([await consumer.position(tp) >= end[tp] for tp in partitions])
-
+        end = await consumer.end_offsets(list(consumer.assignment()))
         async with self._read:
             deadline = asyncio.get_running_loop().time() + timeout_s
-            while not await read_up():
+            while not await _reached(consumer, end):
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     log.warning("catch_up_timeout", topic=self.name, timeout_s=timeout_s)
@@ -113,3 +106,8 @@ class TopicFollower:
                     await asyncio.wait_for(self._read.wait(), remaining)
                 except TimeoutError:
                     continue
+
+
+async def _reached(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    """Whether ``consumer`` has read every partition of ``end`` up to its offset there."""
+    return all([await consumer.position(tp) >= offset for tp, offset in end.items()])

@@ -73,7 +73,8 @@ class LaneSlot:
     """The newest message of the partition (carries its partition to the tables)."""
     paused: bool = False
     last_telemetry: Event = None
-    """The newest ``telemetry`` message parked (where fetching resumes after a pause)."""
+    """The newest ``telemetry`` message parked: nothing newer is delivered while the
+    partition is paused, so its fetch resumes after it."""
     head: Head | None = None
     revoked: bool = False
     """The partition is being handed to another worker: process nothing more."""
@@ -239,8 +240,7 @@ class ScoringLoop:
                 slot.queue.popleft()
         if slot.paused and len(slot.queue) < self._max_parked // 2:
             slot.paused = False
-            newest = slot.queue[-1] if slot.queue else slot.last_telemetry
-            await self.ports.resume(partition, newest.message.offset + 1)
+            await self.ports.resume(partition, slot.last_telemetry.message.offset + 1)
 
     def report_waiting(self) -> None:
         """Log every lane that has messages waiting, and what it waits for."""
