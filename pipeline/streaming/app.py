@@ -160,7 +160,8 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
 class _Ports:
     """The checkpoint's I/O on this worker: InfluxDB sink, dead-letter topic, tables, acks."""
 
-    def __init__(self, worker: Worker, dead_letter: Any, tables: dict[str, Any]) -> None:
+    def __init__(self, app: Any, worker: Worker, dead_letter: Any, tables: dict[str, Any]) -> None:
+        self._app = app
         self._worker = worker
         self._dead_letter = dead_letter
         self._tables = tables
@@ -192,8 +193,8 @@ class _Ports:
             )
         return deliveries
 
-    def write_state(self, table: str, key: bytes, value: bytes, event: Event) -> None:
-        faust_adapter.write_as(self.stream, event, self._tables[table], key, value)
+    async def write_states(self, table: str, states: list[tuple[bytes, bytes, Event]]) -> None:
+        await faust_adapter.write_changelogged(self._app, self.stream, self._tables[table], states)
 
     async def ack(self, event: Event) -> None:
         await self.stream.ack(event)
@@ -238,7 +239,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         DEVICES: table(DEVICES, topics.DEVICE_STATE_CHANGELOG),
         LANES: table(LANES, topics.LANE_STATE_CHANGELOG),
     }
-    ports = _Ports(worker, dead_letter_topic, tables)
+    ports = _Ports(app, worker, dead_letter_topic, tables)
 
     def state_written(name: str, key: bytes, record: Any) -> None:
         if name == DEVICES:
@@ -509,10 +510,10 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         scoring.revoke(revoked_inputs)
         if ports.stream is not None:
             await commit()
-        # Faust flushed its producer before calling this handler: the state records the
-        # commit just wrote are still buffered, and the partitions' next owner recovers
-        # its tables from the changelog as soon as this returns. Unflushed, it would
-        # restore older states, apply messages again and publish their alerts twice.
+        # The commit waited for its state records; anything else still buffered (Faust
+        # flushed its producer before calling this handler) is sent before the next
+        # owner reads on from here (unflushed state records once made it restore older
+        # states and publish alerts twice).
         await app.producer.flush()
         for partition in revoked_inputs:
             resume = scoring.resume_offsets(partition, input_names)

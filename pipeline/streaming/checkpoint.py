@@ -7,7 +7,8 @@ At-least-once without doubles rests on the order of :meth:`Checkpointer.commit`:
 2. Kafka outputs (alerts, training examples, watermark markers, rejects) acknowledged
    by the broker;
 3. device states and lane states to their tables (one changelog record per changed
-   key, however many messages changed it);
+   key, however many messages changed it, written in bulk and acknowledged by the
+   broker before the local store takes them);
 4. input offsets acknowledged (Faust commits them).
 
 A crash before 4 replays the batch: points overwrite, the device records' offsets
@@ -58,8 +59,9 @@ class CheckpointPorts(Protocol):
     async def dead_letter_points(self, refused: list[tuple[str, str]]) -> list[Awaitable[Any]]:
         """Send refused points to ``dead-letter``; return the deliveries."""
 
-    def write_state(self, table: str, key: bytes, value: bytes, event: Event) -> None:
-        """Write ``value`` under ``key`` to ``table``'s changelog partition of ``event``."""
+    async def write_states(self, table: str, states: list[tuple[bytes, bytes, Event]]) -> None:
+        """Write each ``(key, value, event)`` to ``table``, in the changelog partition of
+        its ``event``; return once the changelog holds them all."""
 
     async def ack(self, event: Event) -> None:
         """Acknowledge an input message."""
@@ -158,14 +160,17 @@ class Checkpointer:
             # 3. states
             written = 0
             for table, states in batch.states.items():
-                for key, staged in states.items():
-                    self._ports.write_state(table, key, staged.sealed, staged.event)
+                items = list(states.items())
+                await self._ports.write_states(
+                    table, [(key, staged.sealed, staged.event) for key, staged in items]
+                )
+                current = self.pending.states.get(table, {})
+                for key, staged in items:
                     if self._on_state_written is not None:
                         self._on_state_written(table, key, staged.record)
-                    written += 1
-                    current = self.pending.states.get(table, {})
                     if current.get(key) is staged:
                         del current[key]
+                written += len(items)
             states_done = time.monotonic()
             # 4. offsets
             for event in batch.events:

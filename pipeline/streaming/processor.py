@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -92,12 +92,42 @@ class DeviceRecord:
     suspect: datetime | None = None
     """Time of the device's previous reading if it was refused as from the future."""
 
-    def __reduce__(self) -> tuple[type[DeviceRecord], tuple[Any, ...]]:
-        # Pickled with every state write; the dataclass default (via fields()) is slower.
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled with every state write: the dataclass default (via fields()) is slower,
+        # and an aware datetime pickles in about 9 µs, its microseconds in 0.3 µs.
         return (
-            DeviceRecord,
-            (self.state, self.offsets, self.last_reading, self.failure, self.suspect),
+            _record,
+            (
+                self.state,
+                self.offsets,
+                _micros(self.last_reading),
+                self.failure,
+                _micros(self.suspect),
+            ),
         )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(moment: datetime | None) -> int | None:
+    return None if moment is None else (moment - _EPOCH) // _MICROSECOND
+
+
+def _moment(micros: int | None) -> datetime | None:
+    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+
+
+def _record(
+    state: DeviceState | None,
+    offsets: dict[str, Applied],
+    last_reading: int | None,
+    failure: FailureEvent | None,
+    suspect: int | None,
+) -> DeviceRecord:
+    """A :class:`DeviceRecord` from its pickle (times in microseconds since the epoch)."""
+    return DeviceRecord(state, offsets, _moment(last_reading), failure, _moment(suspect))
 
 
 @dataclass(frozen=True, slots=True)

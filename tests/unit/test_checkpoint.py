@@ -31,8 +31,10 @@ class Recorder(CheckpointPorts):
     async def dead_letter_points(self, refused: list[tuple[str, str]]) -> list[Awaitable[Any]]:
         return [self._delivery(("dead-letter", point)) for point, _ in refused]
 
-    def write_state(self, table: str, key: bytes, value: bytes, event: Any) -> None:
-        self.calls.append(("state", (table, key, value, event)))
+    async def write_states(self, table: str, states: list[tuple[bytes, bytes, Any]]) -> None:
+        await asyncio.sleep(0)  # the changelog's acknowledgement
+        for key, value, event in states:
+            self.calls.append(("state", (table, key, value, event)))
 
     async def ack(self, event: Any) -> None:
         self.calls.append(("ack", event))

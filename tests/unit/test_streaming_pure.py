@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copyreg
+import io
 import json
 import pickle
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,9 +17,11 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from pipeline import topics
+from pipeline.engine.state import DeviceState
 from pipeline.errors import SnapshotError
 from pipeline.streaming.intake import MAX_INPUT_BYTES, Rejection, decode
 from pipeline.streaming.lineprotocol import line, nanoseconds, prediction_line, tag
+from pipeline.streaming.processor import Applied, DeviceRecord
 from pipeline.streaming.signing import open_snapshot, seal, sign_snapshot, unseal
 from pipeline.streaming.sink import InfluxSink, SinkFullError
 from schemas import Factor, Prediction, Telemetry
@@ -194,3 +199,55 @@ def test_refused_points_are_told_from_outages() -> None:
     assert [is_permanent(ApiException(status=s)) for s in (400, 413, 422)] == [True] * 3
     assert [is_permanent(ApiException(status=s)) for s in (401, 500, 503)] == [False] * 3
     assert not is_permanent(ConnectionError("refused"))
+
+
+def _device_record() -> DeviceRecord:
+    state = DeviceState("d", "t", "g")
+    state.add_metrics(["a", "b"])
+    state.pend_ts.extend([1.5, 2.5])
+    state.pend_width.extend([3, 3])
+    state.pend_flag.extend([0, 1])
+    state.pend_count.extend([1, 70_000])
+    state.pend_key.extend([4, 2**32 - 1])
+    state.pend_vec.extend([0.25] * 6)
+    return DeviceRecord(
+        state,
+        {"telemetry": Applied(1, 42, 1.7e9, 3)},
+        datetime(2013, 4, 10, 0, 0, 0, 999_999, tzinfo=UTC),
+        None,
+        datetime(2100, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    )
+
+
+def test_a_device_record_round_trips_exactly() -> None:
+    record = _device_record()
+    again = unseal(KEY, seal(KEY, record))
+    assert again == record
+    assert again.last_reading.tzinfo is UTC
+    assert again.suspect.tzinfo is UTC
+    assert again.state.pend_count.typecode == "I"
+    assert list(again.state.pend_count) == [1, 70_000]
+
+
+class _OlderPickler(pickle.Pickler):
+    """Pickles as a worker did before arrays went as bytes and times as microseconds."""
+
+    def reducer_override(self, obj: object) -> Any:
+        if isinstance(obj, DeviceState):
+            fields = tuple(getattr(obj, name) for name in DeviceState.__slots__)
+            return (copyreg.__newobj__, (DeviceState,), fields)  # type: ignore[attr-defined]
+        if isinstance(obj, DeviceRecord):
+            return (
+                DeviceRecord,
+                (obj.state, obj.offsets, obj.last_reading, obj.failure, obj.suspect),
+            )
+        return NotImplemented
+
+
+def test_a_device_record_written_by_an_older_worker_still_reads() -> None:
+    record = _device_record()
+    buffer = io.BytesIO()
+    _OlderPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(record)
+    older = buffer.getvalue()
+    assert b"_restored" not in older  # really the old layout
+    assert unseal(KEY, seal(KEY, pickle.loads(older))) == record
