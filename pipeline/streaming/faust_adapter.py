@@ -23,7 +23,6 @@ and nowhere else (check them when upgrading faust-streaming):
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,7 +46,8 @@ async def write_changelogged(
         for key, value, event in states
     ]
     newest: dict[TP, int] = {}
-    for metadata in await asyncio.gather(*sent):
+    for delivery in sent:  # one by one: by the time the first is in, most are
+        metadata = await delivery
         tp = metadata.topic_partition
         newest[tp] = max(newest.get(tp, -1), metadata.offset)
     store = table.data

@@ -81,20 +81,22 @@ def line(
     )
 
 
-_PREDICTION_PREFIXES: dict[tuple[str, str, str], str] = {}
+_SERIES_PREFIXES: dict[tuple[str, str, str, str], str] = {}
 _MAX_CACHED_PREFIXES = 1_000_000
 _QUOTED: dict[str, str] = {}
 _NANOS: dict[datetime, int] = {}
 
 
-def _prediction_prefix(device_id: str, device_type: str, group: str) -> str:
-    key = (device_id, device_type, group)
-    prefix = _PREDICTION_PREFIXES.get(key)
+def device_series(measurement: str, device_id: str, device_type: str, group: str) -> str:
+    """``measurement,device_id=…,device_type=…,group=… `` (with the space before the
+    fields): a device's series, escaped once per device (a hot path: one per reading)."""
+    key = (measurement, device_id, device_type, group)
+    prefix = _SERIES_PREFIXES.get(key)
     if prefix is None:
-        if len(_PREDICTION_PREFIXES) >= _MAX_CACHED_PREFIXES:
-            _PREDICTION_PREFIXES.clear()
-        prefix = _PREDICTION_PREFIXES[key] = (
-            f"{PREDICTION},device_id={tag(device_id)},device_type={tag(device_type)},"
+        if len(_SERIES_PREFIXES) >= _MAX_CACHED_PREFIXES:
+            _SERIES_PREFIXES.clear()
+        prefix = _SERIES_PREFIXES[key] = (
+            f"{measurement},device_id={tag(device_id)},device_type={tag(device_type)},"
             f"group={tag(group)} "
         )
     return prefix
@@ -114,8 +116,11 @@ def prediction_line(prediction: Prediction) -> str:
         if len(_NANOS) >= 100_000:
             _NANOS.clear()
         ts_ns = _NANOS[prediction.ts] = nanoseconds(prediction.ts)
+    series = device_series(
+        PREDICTION, prediction.device_id, prediction.device_type, prediction.group
+    )
     return (
-        f"{_prediction_prefix(prediction.device_id, prediction.device_type, prediction.group)}"
+        f"{series}"
         f"risk={float(prediction.risk)!r},"
         f"failure_probability={float(prediction.failure_probability)!r},"
         f"anomaly_score={float(prediction.anomaly_score)!r},"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.streaming.lineprotocol import field_string, nanoseconds, tag
+from pipeline.streaming.lineprotocol import device_series, field_string, nanoseconds, tag
 from schemas import Prediction
 
 DEVICE_RISK = "device_risk"
@@ -43,9 +43,11 @@ def device_risk_line(prediction: Prediction, *, alert_open: bool, period_s: int)
     ts_ns = nanoseconds(prediction.ts)
     top = prediction.top_factors[0] if prediction.top_factors else None
     top_text = (top.label or top.feature) if top is not None else ""
+    series = device_series(
+        DEVICE_RISK, prediction.device_id, prediction.device_type, prediction.group
+    )
     return (
-        f"{DEVICE_RISK},device_id={tag(prediction.device_id)},"
-        f"device_type={tag(prediction.device_type)},group={tag(prediction.group)} "
+        f"{series}"
         f"risk={float(prediction.risk)!r},"
         f"failure_probability={float(prediction.failure_probability)!r},"
         f"anomaly_score={float(prediction.anomaly_score)!r},"
