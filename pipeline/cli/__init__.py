@@ -6,6 +6,7 @@ import sys
 
 import typer
 from kafka.errors import KafkaError
+from typer.exceptions import TyperException
 
 from pipeline.errors import ForewarnError
 
@@ -38,7 +39,11 @@ def main() -> None:
     """Console entry point; expected errors become one line on stderr and exit code 2."""
     _register_commands()
     try:
-        app()
+        # Not standalone: Typer would show a usage error as a five-line box; it comes
+        # here instead, and ``typer.Exit`` (``--help`` too) comes back as its exit code.
+        code = app(standalone_mode=False)
+    except TyperException as error:  # click's ClickException (a usage error) derives from it
+        sys.exit(_usage_error(error))
     except ForewarnError as error:
         typer.secho(f"forewarn: error: {error}", err=True, fg=typer.colors.RED)
         sys.exit(2)
@@ -54,6 +59,21 @@ def main() -> None:
             f"forewarn: error: {error.strerror or error}{where}", err=True, fg=typer.colors.RED
         )
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         typer.secho("forewarn: interrupted", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(error: TyperException) -> int:
+    """Print a usage error as one line naming the command; return its exit code."""
+    message = " ".join(error.format_message().split()) if hasattr(error, "format_message") else ""
+    code = getattr(error, "exit_code", 2)
+    if not message:
+        return int(code)  # ``forewarn`` alone: Typer has printed the help already
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else "forewarn"
+    typer.secho(
+        f"forewarn: error: {message} (see `{command} --help`)", err=True, fg=typer.colors.RED
+    )
+    return int(code)

@@ -97,6 +97,42 @@ def _one_line_error(code: int, err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--bogus"], "No such option: --bogus"),
+        (["backblaze"], "Missing argument 'path'"),
+        (["backblaze", "x.csv", "--partitions", "0"], "'--partitions'"),
+        (["backblaze", "x.csv", "--seed", "many"], "'--seed'"),
+    ],
+)
+def test_cli_usage_errors_are_one_line_naming_the_flag(
+    args: list[str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = _run_cli(args, monkeypatch, capsys)
+    line = _one_line_error(code, err)
+    assert expected in line
+    assert line.endswith("(see `forewarn backtest --help`)")
+    assert out == ""
+
+
+def test_cli_help_and_no_arguments_keep_their_exit_codes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run_cli(["--help"], monkeypatch, capsys)
+    assert code == 0
+    assert "Usage" in out
+    monkeypatch.setattr(sys, "argv", ["forewarn"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2  # as Typer's own: help shown, nothing run
+    assert "Usage" in captured.out + captured.err
+
+
 def test_cli_bad_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
