@@ -259,6 +259,11 @@ def summary(report: Mapping[str, Any]) -> str:
             f"{v.get('false_alerts', 0):>14,}"
         )
     sweep = report["post_run_sweep"]
+    horizon = report["config"]["horizon"] / report["time_unit_seconds"]
+    lines.append(
+        f"FDR = failures alerted 0-{horizon:g} {unit} ahead / failures; "
+        f"FAR = never-failed devices alerted / never-failed devices"
+    )
     lines.append(
         f"error counters: {', '.join(report['error_counters']) or 'none recognised'}; "
         f"rule_budgeted = expert score under the model's policy and budget"
