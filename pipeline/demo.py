@@ -47,7 +47,7 @@ from pipeline.engine import EngineConfig
 from pipeline.errors import ConfigError, ForewarnError
 from pipeline.influx import count_points, flux_string, influx_client
 from pipeline.replay import ReplayStats, replay
-from pipeline.security import kafka_options
+from pipeline.security import check_secrets, kafka_options
 from pipeline.settings import Settings
 from pipeline.topics import admin_client, ensure_topics
 from schemas import Alert, FailureEvent
@@ -217,10 +217,24 @@ class WorkerProcess:
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
+            reason = self.last_error()
             raise ForewarnError(
-                f"the worker exited with code {self.process.returncode}; "
+                f"the worker exited with code {self.process.returncode}: {reason} (log: "
+                f"{self.log_path})"
+                if reason
+                else f"the worker exited with code {self.process.returncode}; "
                 f"the end of its log says why: {self.log_path}"
             )
+
+    def last_error(self) -> str | None:
+        """The worker's own one-line error (``forewarn: error: …``), if its log ends with one."""
+        self._log.flush()
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-50:]
+        except OSError:
+            return None
+        errors = [line for line in lines if line.startswith("forewarn: error: ")]
+        return errors[-1].removeprefix("forewarn: error: ") if errors else None
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process.poll() is None:
@@ -607,6 +621,7 @@ def run_demo(
     """
     started = time.monotonic()
     settings = namespace.settings(base)
+    check_secrets(settings)  # the worker would refuse them, after the replay
     summary = DemoSummary(
         dataset=dataset.name,
         namespace=namespace.name,

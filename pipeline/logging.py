@@ -14,6 +14,29 @@ _configured = False
 NOISY_LIBRARIES = ("kafka", "aiokafka", "faust", "mode", "urllib3", "influxdb_client")
 
 
+class KnownFalseAlarms(logging.Filter):
+    """Drops two library log lines that are false alarms in a Forewarn worker.
+
+    - Faust's livelock check reports every changelog partition of a table as a "stream
+      [that] has not started processing" once a worker has run for
+      ``stream_processing_timeout`` (5 min): the worker writes those partitions and
+      never consumes them after recovery, so their highwater always exceeds the
+      consumer's position. Real input partitions are still reported.
+    - mode reports a timer "overlapping" when its callback ran longer than its interval;
+      the worker's own timers (checkpoint, idle lanes, health) run behind the scoring
+      on a busy worker by design, and Faust's own timers are still reported.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        first = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if "Stream has not started processing" in message:
+            return not str(getattr(first, "topic", "")).endswith("-changelog")
+        if "is overlapping (interval=" in message:
+            return not str(first).startswith("pipeline.")
+        return True
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -61,6 +84,7 @@ def configure_logging(
             ],
         )
     )
+    handler.addFilter(KnownFalseAlarms())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

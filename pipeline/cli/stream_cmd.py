@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,8 +167,19 @@ def alerts(
 ) -> None:
     """Follow the alerts topic, one readable line per alert (Ctrl-C to stop)."""
     settings = load_settings()
+    name = settings.topic(topics.ALERTS)
+    admin = topics.admin_client(settings)
+    try:
+        exists = name in admin.list_topics()
+    finally:
+        admin.close()
+    if not exists:
+        raise ConfigError(
+            f"topic {name!r} does not exist on {settings.kafka_bootstrap}: check "
+            "FOREWARN_TOPIC_PREFIX (`forewarn topics create` makes a deployment's topics)"
+        )
     consumer = KafkaConsumer(
-        settings.topic(topics.ALERTS),
+        name,
         bootstrap_servers=settings.kafka_bootstrap,
         **kafka_options(settings),
         group_id=None,
@@ -192,6 +204,17 @@ def alerts(
         consumer.close()
     typer.echo(f"{shown} alert(s) shown at {datetime.now(UTC):%H:%M:%S} UTC", err=True)
     sys.stdout.flush()
+
+
+def _forewarn() -> str:
+    """How to call this command again: ``forewarn`` if it is on PATH, else its venv path."""
+    if shutil.which("forewarn"):
+        return "forewarn"
+    here = Path(sys.executable).parent / "forewarn"
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
 
 
 DEFAULT_DEMO_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "backblaze"
@@ -250,15 +273,17 @@ def demo(
             TextColumn("{task.completed:>9,.0f}"),
             TimeElapsedColumn(),
         ) as progress:
-            sent = progress.add_task("replaying into Kafka", total=limit)
-            processed = progress.add_task("processed by the worker", total=None)
+            sent = progress.add_task("events replayed", total=limit)
+            processed = progress.add_task("Kafka messages processed", total=None)
             stored = progress.add_task("predictions in InfluxDB", total=None)
 
             def on_replay(stats: ReplayStats) -> None:
                 progress.update(sent, completed=stats.messages)
 
             def on_processed(done: int, total: int) -> None:
-                progress.update(sent, total=total, completed=total)
+                # The replay is over; its messages batch many readings each.
+                replayed = progress.tasks[sent].completed
+                progress.update(sent, total=replayed, completed=replayed)
                 progress.update(processed, total=total, completed=done)
 
             def on_stored(count: int, expected: int) -> None:
@@ -329,17 +354,19 @@ def demo_report(
         f"({summary.partitions} partitions)",
         f"  worker == backtest     {_same(summary)}",
         "",
-        f"summary written to {summary_file}; every alert in "
+        f"summary written to {summary_file}; every alert message (raises and clears) in "
         f"{summary_file.parent / 'demo-alerts.jsonl'}",
         f"where the data is:  topics {summary.topic_prefix}*, InfluxDB bucket "
         f"{summary.influx_bucket!r}",
         f"  time range        {span} (the readings' own dates, not today)",
         f"  Flux              {flux_range(summary)}",
         f"  Grafana           {grafana_url}/d/forewarn-fleet-risk?{grafana_time_range(summary)}",
-        f'                    (the dashboards read bucket "forewarn"; this run is in bucket '
-        f'"{summary.influx_bucket}": use Explore with the Flux range above)',
+        "                    (Grafana runs with `docker compose up`; `make up` starts none. "
+        'Its dashboards read bucket "forewarn";',
+        f'                    this run is in bucket "{summary.influx_bucket}": use Explore '
+        "with the Flux range above)",
         f"every alert:        FOREWARN_TOPIC_PREFIX={summary.topic_prefix} "
-        "forewarn alerts --from-beginning --no-follow",
+        f"{_forewarn()} alerts --from-beginning --no-follow",
         f"logs:               worker {summary.worker_log}",
         f"                    demo   {demo_log}",
         "the next `make demo` replaces this run (same namespace, new topics, bucket emptied)",

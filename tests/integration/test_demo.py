@@ -81,7 +81,7 @@ def _unexpected_lines(output: str, summary_file: Path) -> list[str]:
     summary = DemoSummary(**json.loads(summary_file.read_text()))
     demo_log = Path(summary.run_dir) / "demo.log"
     ours = set(demo_report(summary, summary_file, demo_log))
-    progress = ("replaying into Kafka", "processed by the worker", "predictions in InfluxDB")
+    progress = ("events replayed", "Kafka messages processed", "predictions in InfluxDB")
     return [
         line
         for line in output.splitlines()

@@ -141,3 +141,23 @@ def test_doctor_fails_clearly_when_kafka_is_unreachable() -> None:
     assert result.returncode == 1
     assert "FAIL kafka" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_alerts_of_a_deployment_that_does_not_exist_is_one_line(
+    settings: Settings, unique: str
+) -> None:
+    """A mistyped ``FOREWARN_TOPIC_PREFIX`` must not look like a deployment with no alerts."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "alerts", "--from-beginning", "--no-follow"],
+        env={**os.environ, "FOREWARN_TOPIC_PREFIX": f"no-such-{unique}."},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert f"'no-such-{unique}.alerts' does not exist" in lines[0]
+    assert "FOREWARN_TOPIC_PREFIX" in lines[0]
+    assert result.stdout == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from faust.types import TP
 from influxdb_client.rest import ApiException
 from kafka.errors import KafkaTimeoutError
 from urllib3.exceptions import ReadTimeoutError
@@ -17,14 +19,18 @@ from pipeline.cli.stream_cmd import demo_report
 from pipeline.demo import (
     DemoNamespace,
     DemoSummary,
+    WorkerProcess,
     data_days,
     first_line,
     flux_range,
     grafana_time_range,
+    run_demo,
     score_alerts,
     server_step,
 )
+from pipeline.engine import EngineConfig
 from pipeline.errors import ConfigError, ForewarnError
+from pipeline.logging import KnownFalseAlarms
 from pipeline.settings import Settings
 from schemas import Alert
 
@@ -182,3 +188,52 @@ def test_a_second_demo_in_the_same_namespace_is_refused_while_the_first_runs(
             pass  # another namespace is apart
     with DemoNamespace.fresh("forewarn-demo", now=NOW).exclusive(base):
         pass  # free again once the first run ended
+
+
+def test_the_demo_refuses_development_secrets_before_it_replays(tmp_path: Path) -> None:
+    base = Settings(state_dir=tmp_path, local_development=False)
+    with pytest.raises(ConfigError, match="FOREWARN_LOCAL_DEVELOPMENT=1"):
+        run_demo(
+            base,
+            cast(Any, None),  # never read: the check comes first
+            namespace=DemoNamespace.fresh(now=NOW),
+            horizon=timedelta(days=14),
+            on_replay=lambda _: None,
+            on_processed=lambda *_: None,
+            on_stored=lambda *_: None,
+            config=EngineConfig(),
+            alerts_file=tmp_path / "alerts.jsonl",
+        )
+    assert list(tmp_path.iterdir()) == []  # no run directory, no worker
+
+
+def test_a_worker_that_stops_shows_its_own_one_line_reason(tmp_path: Path) -> None:
+    env = {"FOREWARN_LOCAL_DEVELOPMENT": "0", "FOREWARN_STATE_DIR": str(tmp_path)}
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.process.wait(timeout=60)
+    with pytest.raises(ForewarnError) as error:
+        worker.check_alive()
+    worker.stop()
+    message = str(error.value)
+    assert "FOREWARN_MODEL_SIGNING_KEY" in message
+    assert "worker.log" in message
+    assert "\n" not in message
+
+
+def _record(logger: str, level: int, msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord(logger, level, __file__, 1, msg, args, None)
+
+
+def test_known_false_alarms_of_faust_and_mode_are_dropped_and_nothing_else() -> None:
+    alarms = KnownFalseAlarms()
+    stalled = "[^--AIOKafkaConsumerThread]: Stream has not started processing %r (started %s)."
+    changelog = TP("forewarn-demo.x.forewarn-device-state-changelog", 2)
+    assert not alarms.filter(_record("faust", logging.ERROR, stalled, changelog, "7 minutes ago"))
+    telemetry = TP("forewarn-demo.x.telemetry", 2)
+    assert alarms.filter(_record("faust", logging.ERROR, stalled, telemetry, "7 minutes ago"))
+    overlap = "Timer %s is overlapping (interval=%r runtime=%r)"
+    ours = "pipeline.streaming.app.create_app.<locals>.periodic_checkpoint"
+    assert not alarms.filter(_record("mode.timers", logging.WARNING, overlap, ours, 0.5, 0.9))
+    faust_own = "faust.transport.consumer.Consumer._livelock"
+    assert alarms.filter(_record("mode.timers", logging.WARNING, overlap, faust_own, 0.5, 0.9))
+    assert alarms.filter(_record("pipeline", logging.INFO, "checkpoint"))
