@@ -15,6 +15,7 @@ lane's watermark has been fed.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from pipeline.engine.catalogue import Catalogue
@@ -181,3 +182,15 @@ class InProcessEngine:
         if self.config.alert_budget is None:
             return None
         return sum(budget.accrued for budget in budgets if budget is not None)
+
+
+def alerts_of(events: Iterable[Event], config: EngineConfig, partitions: int = 1) -> list[Alert]:
+    """Every alert (raises and clears) the engine publishes over ``events`` (time order)
+    with ``partitions`` lanes: ``run_backtest``'s alerts without its comparison variants,
+    evaluators and series, at about three times its speed (``make demo``'s twin)."""
+    engine = InProcessEngine(config, partitions)
+    alerts: list[Alert] = []
+    for event in events:
+        if engine.refusal(event) is None:
+            alerts += engine.feed(event).alerts
+    return alerts + engine.finish().alerts

@@ -279,3 +279,13 @@ def test_fresh_evidence_is_a_counter_rise_within_the_window() -> None:
     assert fresh == [False, False, True, True, False, True]
     # Without a window (the default) every reading counts as fresh.
     assert Scorer(CONFIG).on_telemetry(None, _reading("d1", 0, 0.0)).fresh
+
+
+def test_the_demos_twin_raises_exactly_the_backtests_alerts() -> None:
+    from pipeline.backtest.driver import run_backtest
+    from pipeline.engine.inprocess import alerts_of
+
+    events = list(fleet(seed=3, devices=60, days=40))
+    expected = run_backtest(events, CONFIG, partitions=2).alerts
+    assert any(alert.action == "raise" for alert in expected)
+    assert alerts_of(events, CONFIG, partitions=2) == expected
