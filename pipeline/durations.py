@@ -41,6 +41,8 @@ def parse_duration(text: str, time_unit_seconds: float, option: str = "--horizon
     naming ``option`` and the accepted units.
     """
     match = _DURATION.match(text.lower())
+    if match is None and _DURATION.match(text.lower().strip().removeprefix("-")):
+        raise ConfigError(f"bad {option} {text!r}: must be positive")
     if match is None:
         raise ConfigError(f"bad {option} {text!r}: expected a number and a unit ({ACCEPTED})")
     amount, unit = float(match[1]), match[2]

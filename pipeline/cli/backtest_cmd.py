@@ -293,6 +293,8 @@ def backtest(
     rule = _names(rule_counters) or config.counter_metrics or RULE_COUNTERS.get(fmt, ())
 
     out_dir = report_dir or Path("reports") / dataset.name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--report-dir {out_dir} is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)  # a path that cannot be written fails now
     console = Console(stderr=True)
     with Progress(

@@ -76,6 +76,9 @@ def test_parse_duration() -> None:
     for bad in ("", "abc", "14x", "0d", "-3d"):
         with pytest.raises(ConfigError):
             parse_duration(bad, 86400.0)
+    for negative in ("0d", "-3d", " -5 h"):
+        with pytest.raises(ConfigError, match="must be positive"):
+            parse_duration(negative, 86400.0)
 
 
 def _run_cli(
@@ -340,6 +343,12 @@ def test_cli_report_dir_that_cannot_be_written_fails_before_the_run(
     )
     assert str(blocker) in _one_line_error(code, err)
     assert out == ""  # no summary: the run never started
+    code, out, err = _run_cli(
+        ["backblaze", str(data), "--report-dir", str(blocker)], monkeypatch, capsys
+    )
+    assert "--report-dir" in _one_line_error(code, err)
+    assert "is a file, not a folder" in err
+    assert out == ""
 
 
 def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
