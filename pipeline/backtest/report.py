@@ -277,12 +277,16 @@ def summary(report: Mapping[str, Any]) -> str:
     if "cmapss" in report:
         for split in ("train", "test"):
             c = report["cmapss"][split]
+            if not c["engines"]:
+                continue  # that file was not given
             lines.append(
                 f"C-MAPSS {split} (simulation): {c['flagged_within_horizon']}/"
                 f"{c['failed_engines']} engines flagged within the horizon "
                 f"({c['reachable_within_horizon']} had readings in it), median "
                 f"{_num(c['median_lead_cycles'])} cycles before failure, "
-                f"{c['false_alarms_before_horizon']} alarms earlier than the horizon"
+                f"{c['false_alarms_before_horizon']} "
+                f"alarm{'' if c['false_alarms_before_horizon'] == 1 else 's'} "
+                "earlier than the horizon"
             )
     lines.append(
         f"{report['readings_per_second'] or 0:,} readings/s, peak RSS "

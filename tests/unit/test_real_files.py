@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.backtest.report import summary
 from pipeline.cli import main
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -97,3 +98,8 @@ def test_cmapss_fd001_flags_engines_ahead_of_failure(tmp_path: Path) -> None:
     assert report["cmapss"]["train"]["flagged_within_horizon"] >= 70
     assert report["model"]["median_lead"] >= 10
     assert any(w.startswith("rule baseline inactive") for w in report["warnings"])
+    shown = summary(report)
+    assert "C-MAPSS train (simulation): " in shown
+    assert "C-MAPSS test (simulation): " in shown
+    report["cmapss"]["test"]["engines"] = 0  # only the train file given
+    assert "C-MAPSS test" not in summary(report)
