@@ -85,6 +85,19 @@ _SERIES_PREFIXES: dict[tuple[str, str, str, str], str] = {}
 _MAX_CACHED_PREFIXES = 1_000_000
 _QUOTED: dict[str, str] = {}
 _NANOS: dict[datetime, int] = {}
+_MAX_CACHED_NANOS = 100_000
+
+
+def reading_nanoseconds(ts: datetime) -> int:
+    """:func:`nanoseconds`, cached: a reading's time is turned into a point timestamp
+    several times per reading (prediction, raw metrics, rollup), and a fleet's readings
+    share their times."""
+    ts_ns = _NANOS.get(ts)
+    if ts_ns is None:
+        if len(_NANOS) >= _MAX_CACHED_NANOS:
+            _NANOS.clear()
+        ts_ns = _NANOS[ts] = nanoseconds(ts)
+    return ts_ns
 
 
 def device_series(measurement: str, device_id: str, device_type: str, group: str) -> str:
@@ -111,11 +124,7 @@ def prediction_line(prediction: Prediction) -> str:
     quoted_top = _QUOTED.get(top)
     if quoted_top is None:
         quoted_top = _QUOTED[top] = field_string(top) if len(_QUOTED) < 10_000 else ""
-    ts_ns = _NANOS.get(prediction.ts)
-    if ts_ns is None:
-        if len(_NANOS) >= 100_000:
-            _NANOS.clear()
-        ts_ns = _NANOS[prediction.ts] = nanoseconds(prediction.ts)
+    ts_ns = reading_nanoseconds(prediction.ts)
     series = device_series(
         PREDICTION, prediction.device_id, prediction.device_type, prediction.group
     )
@@ -172,11 +181,7 @@ def reading_line(reading: Telemetry) -> str | None:
         prefix = _READING_PREFIXES[prefix_key] = (
             f"{READING},device_id={tag(reading.device_id)},device_type={tag(reading.device_type)} "
         )
-    ts_ns = _NANOS.get(reading.ts)
-    if ts_ns is None:
-        if len(_NANOS) >= 100_000:
-            _NANOS.clear()
-        ts_ns = _NANOS[reading.ts] = nanoseconds(reading.ts)
+    ts_ns = reading_nanoseconds(reading.ts)
     return f"{prefix}{','.join(fields)} {ts_ns}"
 
 

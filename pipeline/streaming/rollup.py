@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.streaming.lineprotocol import device_series, field_string, nanoseconds, tag
+from pipeline.streaming.lineprotocol import device_series, field_string, reading_nanoseconds, tag
 from schemas import Prediction
 
 DEVICE_RISK = "device_risk"
@@ -40,7 +40,7 @@ def device_risk_line(prediction: Prediction, *, alert_open: bool, period_s: int)
     ``model_version`` (integer), ``top_factor`` (string, in plain words when known),
     ``alert_open`` (boolean), ``reading_ts`` (integer, ns: the reading it reflects).
     """
-    ts_ns = nanoseconds(prediction.ts)
+    ts_ns = reading_nanoseconds(prediction.ts)
     top = prediction.top_factors[0] if prediction.top_factors else None
     top_text = (top.label or top.feature) if top is not None else ""
     series = device_series(
@@ -92,7 +92,7 @@ class Rollup:
 
     def offer(self, prediction: Prediction, *, alert_open: bool) -> None:
         """Account one prediction; ``alert_open``: its device has an open alert after it."""
-        ts_ns = nanoseconds(prediction.ts)
+        ts_ns = reading_nanoseconds(prediction.ts)
         start = ts_ns - ts_ns % self._period_ns
         key = (prediction.device_id, start)
         held = self._latest.get(key)
