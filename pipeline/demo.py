@@ -228,7 +228,6 @@ class WorkerProcess:
 
     def last_error(self) -> str | None:
         """The worker's own one-line error (``forewarn: error: …``), if its log ends with one."""
-        self._log.flush()
         try:
             lines = self.log_path.read_text(errors="replace").splitlines()[-50:]
         except OSError:

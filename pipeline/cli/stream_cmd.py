@@ -277,12 +277,15 @@ def demo(
             processed = progress.add_task("Kafka messages processed", total=None)
             stored = progress.add_task("predictions in InfluxDB", total=None)
 
+            replayed = 0
+
             def on_replay(stats: ReplayStats) -> None:
-                progress.update(sent, completed=stats.messages)
+                nonlocal replayed
+                replayed = stats.messages
+                progress.update(sent, completed=replayed)
 
             def on_processed(done: int, total: int) -> None:
                 # The replay is over; its messages batch many readings each.
-                replayed = progress.tasks[sent].completed
                 progress.update(sent, total=replayed, completed=replayed)
                 progress.update(processed, total=total, completed=done)
 
