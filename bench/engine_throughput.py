@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipeline import gc_tuning
 from pipeline.backtest import PRESETS
 from pipeline.backtest.driver import peak_rss_mb
 from pipeline.datasets import Event, open_dataset
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--fleet-model", default=EngineConfig.fleet_model)
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
+    gc_tuning.tune()  # as the forewarn command does
     config = EngineConfig(**PRESETS["backblaze"], fleet_model=args.fleet_model)
     dataset = open_dataset("backblaze", args.path)
 

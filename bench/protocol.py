@@ -23,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline import gc_tuning
 from pipeline.backtest import PRESETS, dataset_report, run_backtest
 from pipeline.backtest.presets import RULE_COUNTERS
 from pipeline.backtest.report import VARIANTS
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--option", action="append", default=[])
     args = parser.parse_args()
+    gc_tuning.tune()  # as the forewarn command does
     overrides, extra = _options(args.option)
     base = EngineConfig(**{**PRESETS["backblaze"], **overrides}, extra=extra)
     seeds = [int(s) for s in args.seeds.split(",")]

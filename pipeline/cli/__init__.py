@@ -8,6 +8,7 @@ import typer
 from kafka.errors import KafkaError
 from typer.exceptions import TyperException
 
+from pipeline import gc_tuning
 from pipeline.errors import ForewarnError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ def _register_commands() -> None:
 def main() -> None:
     """Console entry point; expected errors become one line on stderr and exit code 2."""
     _register_commands()
+    gc_tuning.tune()
     try:
         # Not standalone: Typer would show a usage error as a five-line box; it comes
         # here instead, and ``typer.Exit`` (``--help`` too) comes back as its exit code.

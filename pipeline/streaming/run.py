@@ -7,7 +7,7 @@ from typing import Any
 import faust
 import structlog
 
-from pipeline import topics
+from pipeline import gc_tuning, topics
 from pipeline.engine import EngineConfig
 from pipeline.security import check_secrets, kafka_options
 from pipeline.settings import Settings
@@ -46,4 +46,5 @@ def run_worker(settings: Settings, config: EngineConfig) -> None:
         redirect_stdouts=False,
         override_logging=False,
     )
+    gc_tuning.freeze_startup()
     worker.execute_from_commandline()

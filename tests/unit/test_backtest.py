@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import gc_tuning
 from pipeline.backtest import PRESETS, build_report, run_backtest, strip_timing
 from pipeline.backtest.variants import CounterRules
 from pipeline.cli import main
@@ -134,6 +136,18 @@ def test_cli_help_and_no_arguments_keep_their_exit_codes(
     captured = capsys.readouterr()
     assert exit_info.value.code == 2  # as Typer's own: help shown, nothing run
     assert "Usage" in captured.out + captured.err
+
+
+def test_cli_sets_the_collector_thresholds_for_long_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)  # CPython's default
+        _run_cli(["--help"], monkeypatch, capsys)
+        assert gc.get_threshold() == gc_tuning.THRESHOLDS
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_cli_bad_path(
