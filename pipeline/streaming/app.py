@@ -50,7 +50,7 @@ from pipeline.streaming.scoring import LaneRecord, ScoringLoop, ScoringPorts
 from pipeline.streaming.signing import seal, sign_snapshot, unseal
 from pipeline.streaming.sink import InfluxSink
 from pipeline.streaming.training import LANE_KEY_PREFIX, TrainingLoop, lane_key
-from schemas import EpochClosed, LaneWatermark, Rejected, TrainingExample
+from schemas import MAX_BATCH_BYTES, EpochClosed, LaneWatermark, Rejected, TrainingExample
 
 log = structlog.get_logger(__name__)
 
@@ -141,7 +141,12 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "web_enabled": False,
         "autodiscover": False,
         "producer_max_request_size": 8 * 1024 * 1024,
-        "consumer_max_fetch_size": 8 * 1024 * 1024,
+        # Kafka's own default, and the largest message the worker accepts: Faust hands on
+        # everything one fetch returned before it fetches again, so 8 MB per telemetry
+        # partition kept the lanes' watermark markers (on training-examples) waiting
+        # several seconds behind a backlog of readings, and every lane waited with them
+        # (docs/benchmarks.md, "Fetch size and the model barrier").
+        "consumer_max_fetch_size": MAX_BATCH_BYTES,
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 8192,
         "table_standby_replicas": 0,
