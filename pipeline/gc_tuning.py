@@ -5,10 +5,10 @@ events a backtest reads) and allocates a few dozen short-lived ones per reading.
 CPython's default thresholds ``(700, 10, 10)`` those short-lived objects survive the
 frequent young collections, are promoted, and so trigger full collections that walk
 every long-lived object: a worker spent a third of its CPU time in the collector, the
-Backblaze reader half of its (``docs/benchmarks.md``, "Garbage collection"). A young
-generation of 100,000 objects lets a batch's temporaries die by reference counting
-before any collection sees them; freezing what start-up built keeps the modules,
-models and tables out of every later full collection.
+Backblaze reader about half of its (``docs/benchmarks.md``, "garbage collection, fetch
+size"). A young generation of 100,000 objects lets a batch's temporaries die by
+reference counting before any collection sees them; freezing what start-up built keeps
+the modules, models and tables out of every later full collection.
 
 Reference cycles are still collected, only later; what is frozen stays (objects that
 start-up allocated and the run keeps anyway).

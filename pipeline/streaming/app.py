@@ -145,7 +145,7 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         # everything one fetch returned before it fetches again, so 8 MB per telemetry
         # partition kept the lanes' watermark markers (on training-examples) waiting
         # several seconds behind a backlog of readings, and every lane waited with them
-        # (docs/benchmarks.md, "Fetch size and the model barrier").
+        # (docs/benchmarks.md, "garbage collection, fetch size").
         "consumer_max_fetch_size": MAX_BATCH_BYTES,
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 8192,
