@@ -146,7 +146,7 @@ def _naming_the_flag(message: str) -> str:
 @app.command("backtest")
 def backtest(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"One of: {', '.join(FORMATS)}.")],
-    path: Annotated[Path, typer.Argument(help="Dataset file or directory.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Dataset file or directory.")],
     *,
     horizon: Annotated[
         str | None,

@@ -65,7 +65,7 @@ def worker(
 @app.command("replay")
 def replay_cmd(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"One of: {', '.join(FORMATS)}.")],
-    path: Annotated[Path, typer.Argument(help="Dataset file or directory.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Dataset file or directory.")],
     *,
     rate: Annotated[
         float | None, typer.Option(help="Messages per second (default: as fast as possible).")

@@ -106,7 +106,7 @@ def _one_line_error(code: int, err: str) -> str:
     ("args", "expected"),
     [
         (["--bogus"], "No such option: --bogus"),
-        (["backblaze"], "Missing argument 'path'"),
+        (["backblaze"], "Missing argument 'PATH'"),
         (["backblaze", "x.csv", "--partitions", "0"], "'--partitions'"),
         (["backblaze", "x.csv", "--seed", "many"], "'--seed'"),
     ],
