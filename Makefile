@@ -21,7 +21,9 @@ venv: $(INSTALLED) ## Create the virtualenv and install Forewarn with its dev to
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# setuptools warns on every editable install that a folder named like a package may
+	@# shadow it (a box of asterisks); that is how this checkout is meant to be used.
+	@PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 up: venv ## Start local Kafka and InfluxDB (built once into ~/.cache/forewarn) and create topics
