@@ -42,15 +42,16 @@ from pipeline.streaming.health import HealthReporter
 from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
 from pipeline.streaming.intake import Rejection, describe_validation_error, rejected
 from pipeline.streaming.models import ModelRegistry, epoch_key
-from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord, Outcome
+from pipeline.streaming.outputs import DEVICES, Outputs
+from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord
 from pipeline.streaming.published import PublishedAlerts
 from pipeline.streaming.rewind import Rewinds
 from pipeline.streaming.rollup import Rollup
 from pipeline.streaming.scoring import LaneRecord, ScoringLoop, ScoringPorts
 from pipeline.streaming.signing import seal, sign_snapshot, unseal
 from pipeline.streaming.sink import InfluxSink
-from pipeline.streaming.training import LANE_KEY_PREFIX, TrainingLoop, lane_key
-from schemas import MAX_BATCH_BYTES, EpochClosed, LaneWatermark, Rejected, TrainingExample
+from pipeline.streaming.training import LANE_KEY_PREFIX, TrainingLoop
+from schemas import MAX_BATCH_BYTES, EpochClosed, LaneWatermark, TrainingExample
 
 log = structlog.get_logger(__name__)
 
@@ -65,8 +66,8 @@ YIELD_EVERY = 32
 RECORD_CACHE_SIZE = 250_000
 """Device records kept unpickled in memory; the table (RocksDB + changelog) holds all."""
 
-DEVICES, LANES = "device-state", "lane-state"
-"""The two tables: device records by ``device_id``, lane states by input partition."""
+LANES = "lane-state"
+"""The table of lane states, by input partition (``DEVICES``: device records)."""
 
 LANE_IDLE_S = 10.0
 """Wall time without new messages after which a caught-up partition's lane is idle."""
@@ -330,100 +331,20 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
                 return False
         return True
 
-    async def send(topic: Any, key: bytes | None, value: bytes, **kwargs: Any) -> None:
-        checkpoint.add_send(await topic.send(key=key, value=value, **kwargs))
-
-    async def send_rejected(envelope: Rejected) -> None:
-        counters.rejected += 1
-        log.warning(
-            "message_rejected",
-            topic=envelope.source_topic,
-            partition=envelope.partition,
-            offset=envelope.offset,
-            reason=envelope.reason,
-        )
-        await send(dead_letter_topic, envelope.key, envelope.model_dump_json().encode())
-
-    async def send_marker(partition: int, complete_through: int, idle: bool) -> None:
-        value = LaneWatermark(
-            partition=partition, complete_through=complete_through, idle=idle
-        ).model_dump_json()
-        for training_partition in range(settings.topic_partitions):
-            await send(
-                examples_topic, lane_key(partition), value.encode(), partition=training_partition
-            )
-
-    async def done(event: Event) -> None:
-        message = event.message
-        counters.last_offsets[(message.topic, message.partition)] = message.offset
-        checkpoint.add_event(event)
-
-    async def route(outcome: Outcome, event: Event) -> None:
-        """Stage what ``outcome`` caused (``event`` is the message being processed)."""
-        message = event.message
-        if outcome.internal_error:
-            counters.internal_errors += 1
-        if outcome.offset_reset or outcome.partition_change:
-            kind = "offset_reset" if outcome.offset_reset else "partition_change"
-            if outcome.offset_reset:
-                counters.offset_resets += 1
-            else:
-                counters.partition_changes += 1
-            log.warning(
-                kind,
-                device_id=outcome.device_id,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-            )
-        if outcome.device_id is not None and outcome.record is not None:
-            checkpoint.stage(
-                DEVICES,
-                outcome.device_id.encode(),
-                Staged(outcome.record, seal(signing_key, outcome.record), event),
-            )
-        if outcome.rejected is not None:
-            await send_rejected(outcome.rejected)
-            return
-        if outcome.deferred:
-            return
-        if outcome.duplicate:
-            counters.duplicates += 1
-            log.info(
-                "duplicate_skipped",
-                device_id=outcome.device_id,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-            )
-            return
-        assert outcome.record is not None  # accepted: neither rejected nor a duplicate
-        worker.sink.add(outcome.lines(readings=settings.sink_readings))
-        alert_open = outcome.record.state is not None and outcome.record.state.alert_id is not None
-        for prediction in outcome.predictions:
-            worker.rollup.offer(prediction, alert_open=alert_open)
-            counters.readings += 1
-            worker.evaluator.observe_prediction(prediction)
-        for failure in outcome.failures:
-            worker.evaluator.observe_failure(failure.device_id, failure.ts)
-        for alert in outcome.alerts:
-            worker.evaluator.observe_alert(alert)
-            if alert in worker.published:
-                continue
-            await send(alerts_topic, alert.device_id.encode(), alert.model_dump_json().encode())
-            worker.published.add(alert)
-            log.info(
-                "alert_published",
-                alert_id=alert.alert_id,
-                action=alert.action,
-                device_id=alert.device_id,
-                partition=message.partition,
-                offset=message.offset,
-            )
-        for example in outcome.examples:
-            label_key = (example.group, example.label)
-            counters.labels[label_key] = counters.labels.get(label_key, 0) + 1
-            await send(examples_topic, example.group.encode(), example.model_dump_json().encode())
+    outputs = Outputs(
+        checkpoint,
+        alerts=alerts_topic,
+        examples=examples_topic,
+        dead_letter=dead_letter_topic,
+        sink=worker.sink,
+        rollup=worker.rollup,
+        evaluator=worker.evaluator,
+        published=worker.published,
+        counters=counters,
+        signing_key=signing_key,
+        partitions=settings.topic_partitions,
+        sink_readings=settings.sink_readings,
+    )
 
     async def resume_fetch(partition: int, offset: int) -> None:
         # Faust drops the records of a paused partition it had already fetched (aiokafka
@@ -446,9 +367,9 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         counters,
         ScoringPorts(
             record_of=record_of,
-            route=route,
-            done=done,
-            send_marker=send_marker,
+            route=outputs.route,
+            done=outputs.done,
+            send_marker=outputs.send_marker,
             load_lane=load_lane,
             # Only readings pause: a lane may be waiting for its failures.
             pause=lambda p: faust_adapter.pause(app, input_names[:1], p),

@@ -24,6 +24,7 @@ from pipeline.engine.policy import RAISE, Policy
 from pipeline.errors import ConfigError
 from schemas import Alert, Factor, Telemetry
 from schemas.outputs import Explanation
+from tests.unit.factories import make_alert
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -202,49 +203,19 @@ def test_a_period_of_zero_risks_teaches_no_threshold() -> None:
     assert policy.budget.threshold_logit is None
 
 
-def _alert(**overrides: object) -> Alert:
-    fields: dict[str, object] = {
-        "alert_id": "a1",
-        "action": "raise",
-        "device_id": "Z1",
-        "device_type": TYPE,
-        "group": "fleet",
-        "ts": T0,
-        "raised_at": T0,
-        "severity": "critical",
-        "risk": 0.912,
-        "failure_probability": 0.9,
-        "anomaly_score": 0.1,
-        "model_version": 3,
-        "reason": "risk above the learned threshold",
-        "threshold": 0.3,
-        "explanations": [
-            {
-                "feature": "smart_197_raw.delta",
-                "metric": "smart_197_raw",
-                "name": "pending sectors (SMART 197)",
-                "text": "pending sectors (SMART 197) 64 sectors, +56 in 3 days",
-            }
-        ],
-        "counters_rose": ["smart_197_raw"],
-    }
-    fields.update(overrides)
-    return Alert.model_validate(fields)
-
-
 def test_forewarn_alerts_prints_one_readable_line() -> None:
-    line = format_alert(_alert())
+    line = format_alert(make_alert())
     assert line == (
         "2024-01-01 00:00 RAISE critical Z1 (ST4000DM000) risk 0.912 (threshold 0.3) · "
         "pending sectors (SMART 197) 64 sectors, +56 in 3 days [a1]"
     )
     assert "\n" not in line
-    cleared = format_alert(_alert(action="clear", reason="device failed", explanations=[]))
+    cleared = format_alert(make_alert(action="clear", reason="device failed", explanations=[]))
     assert cleared.endswith("Z1 (ST4000DM000) · device failed [a1]")
 
 
 def test_a_version_1_alert_still_reads() -> None:
-    old = _alert(
+    old = make_alert(
         schema_version=1,
         threshold=None,
         explanations=[],
