@@ -12,7 +12,7 @@ from kafka.admin import NewTopic
 from pipeline.settings import Settings
 from pipeline.streaming.published import PublishedAlerts
 from pipeline.topics import admin_client
-from tests.unit.test_engine_explain import _alert
+from tests.unit.factories import make_alert
 
 PARTITIONS = 3
 
@@ -30,12 +30,12 @@ def test_the_guard_follows_every_partition_of_the_alerts_topic(
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
 
     def publish(alert_id: str, partition: int) -> None:
-        value = _alert(alert_id=alert_id).model_dump_json().encode()
+        value = make_alert(alert_id=alert_id).model_dump_json().encode()
         producer.send(topic, value=value, partition=partition).get(timeout=10)
 
     publish("before-start", 2)
     guard = PublishedAlerts.from_topic_tail(settings.kafka_bootstrap, topic)
-    assert _alert(alert_id="before-start") in guard
+    assert make_alert(alert_id="before-start") in guard
 
     async def follow_then_catch_up() -> list[bool]:
         task = asyncio.create_task(
@@ -45,7 +45,7 @@ def test_the_guard_follows_every_partition_of_the_alerts_topic(
             for partition in range(PARTITIONS):  # another worker publishes on each one
                 publish(f"later-{partition}", partition)
             await guard.catch_up(timeout_s=30)
-            return [_alert(alert_id=f"later-{p}") in guard for p in range(PARTITIONS)]
+            return [make_alert(alert_id=f"later-{p}") in guard for p in range(PARTITIONS)]
         finally:
             task.cancel()
 
