@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import asdict
 from pathlib import Path
@@ -31,27 +30,26 @@ from pydantic import ValidationError
 
 from pipeline import topics
 from pipeline.catalogue_file import load_catalogue
-from pipeline.engine import EngineConfig, Evaluator, FleetModel
-from pipeline.engine.lane import Lane
+from pipeline.engine import EngineConfig, Evaluator
 from pipeline.security import faust_broker_credentials, kafka_options
 from pipeline.settings import Settings
 from pipeline.streaming import faust_adapter, tasks_dump
-from pipeline.streaming.checkpoint import Checkpointer, Staged
+from pipeline.streaming.checkpoint import Checkpointer
 from pipeline.streaming.counters import Counters
 from pipeline.streaming.health import HealthReporter
 from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
 from pipeline.streaming.intake import Rejection, describe_validation_error, rejected
-from pipeline.streaming.models import ModelRegistry, epoch_key
+from pipeline.streaming.models import ModelRegistry
 from pipeline.streaming.outputs import DEVICES, Outputs
-from pipeline.streaming.processor import INPUT_TOPICS, DeviceRecord
+from pipeline.streaming.processor import INPUT_TOPICS
 from pipeline.streaming.published import PublishedAlerts
+from pipeline.streaming.records import LANES, Records
 from pipeline.streaming.rewind import Rewinds
 from pipeline.streaming.rollup import Rollup
-from pipeline.streaming.scoring import LaneRecord, ScoringLoop, ScoringPorts
-from pipeline.streaming.signing import seal, sign_snapshot, unseal
+from pipeline.streaming.scoring import ScoringLoop, ScoringPorts
 from pipeline.streaming.sink import InfluxSink
-from pipeline.streaming.training import LANE_KEY_PREFIX, TrainingLoop
-from schemas import MAX_BATCH_BYTES, EpochClosed, LaneWatermark, TrainingExample
+from pipeline.streaming.training import LANE_KEY_PREFIX, SnapshotPublisher, TrainingLoop
+from schemas import MAX_BATCH_BYTES, LaneWatermark, TrainingExample
 
 log = structlog.get_logger(__name__)
 
@@ -63,37 +61,8 @@ Stream = Any
 YIELD_EVERY = 32
 """Messages the agent handles before it yields to the event loop."""
 
-RECORD_CACHE_SIZE = 250_000
-"""Device records kept unpickled in memory; the table (RocksDB + changelog) holds all."""
-
-LANES = "lane-state"
-"""The table of lane states, by input partition (``DEVICES``: device records)."""
-
 LANE_IDLE_S = 10.0
 """Wall time without new messages after which a caught-up partition's lane is idle."""
-
-
-class RecordCache:
-    """A bounded least-recently-used map of device records already read from the table."""
-
-    def __init__(self, capacity: int) -> None:
-        self._items: OrderedDict[str, DeviceRecord] = OrderedDict()
-        self._capacity = capacity
-
-    def get(self, device_id: str) -> DeviceRecord | None:
-        record = self._items.get(device_id)
-        if record is not None:
-            self._items.move_to_end(device_id)
-        return record
-
-    def put(self, device_id: str, record: DeviceRecord) -> None:
-        self._items[device_id] = record
-        self._items.move_to_end(device_id)
-        if len(self._items) > self._capacity:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 class Worker:
@@ -119,7 +88,7 @@ class Worker:
             period_s=settings.rollup_period_s, worker=settings.worker_id, run=uuid.uuid4().hex[:8]
         )
         self.models = ModelRegistry(settings.model_signing_key, settings.topic_partitions)
-        self.records = RecordCache(RECORD_CACHE_SIZE)
+        self.records: Records
         self.scoring: ScoringLoop
         self.training: TrainingLoop
         self.checkpoint: Checkpointer
@@ -247,76 +216,17 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     }
     ports = _Ports(app, worker, dead_letter_topic, tables)
 
-    def state_written(name: str, key: bytes, record: Any) -> None:
-        if name == DEVICES:
-            worker.records.put(key.decode(), record)
-
-    def stage_lanes() -> None:
-        # Called by the checkpoint as it takes the batch: the lanes' state is then
-        # exactly the state after the batch's messages.
-        for partition, slot in worker.scoring.slots.items():
-            event = slot.last_event
-            if event is None:
-                continue
-            resume = worker.scoring.resume_offsets(partition, input_names)
-            if slot.changed or resume != slot.resume:
-                slot.changed = False
-                slot.resume = resume
-                record = LaneRecord(slot.lane, resume)
-                staged = Staged(record, seal(signing_key, record), event)
-                checkpoint.stage(LANES, str(partition).encode(), staged)
-
+    # The records read through the checkpoint and the checkpoint calls back into them:
+    # the lambdas bind ``records`` and ``scoring`` once they exist.
     checkpoint = worker.checkpoint = Checkpointer(
         ports,
         pause_after_points_s=settings.fault_pause_after_points_s,
-        on_state_written=state_written,
-        before_commit=stage_lanes,
+        on_state_written=lambda table, key, record: records.written(table, key, record),  # noqa: PLW0108
+        before_commit=lambda: records.stage_lanes(scoring, input_names),
     )
+    records = worker.records = Records(tables, checkpoint, worker.models, signing_key)
 
     # -- scoring ------------------------------------------------------------------------
-
-    def record_of(device_key: bytes) -> DeviceRecord | None:
-        try:
-            device_id = device_key.decode()
-        except UnicodeDecodeError:
-            return None  # not a device id: intake rejects the message
-        staged = checkpoint.staged(DEVICES, device_key)
-        if staged is not None:
-            return cast(DeviceRecord, staged.record)
-        record = worker.records.get(device_id)
-        if record is not None:
-            return record
-        sealed = tables[DEVICES].get(device_key)
-        if sealed is None:
-            return None
-        record = cast(DeviceRecord, unseal(signing_key, sealed))
-        worker.records.put(device_id, record)
-        return record
-
-    def read_lane(partition: int) -> LaneRecord | None:
-        key = str(partition).encode()
-        staged = checkpoint.staged(LANES, key)
-        sealed = staged.sealed if staged is not None else tables[LANES].get(key)
-        if sealed is None:
-            return None
-        record = unseal(signing_key, sealed)
-        if isinstance(record, Lane):  # written before lane records carried resume offsets
-            return LaneRecord(record, resume=None)
-        return cast(LaneRecord, record)
-
-    def load_lane(partition: int) -> LaneRecord | None:
-        record = read_lane(partition)
-        if record is None:
-            return None
-        lane = record.lane
-        missing = lane.scorer.restore_models(worker.models.models_as_of(lane.installed))
-        if missing:
-            log.warning("lane_models_missing", partition=partition, groups=missing)
-            lane.install(lane.installed, worker.models.models_as_of(lane.installed))
-        log.info(
-            "lane_restored", partition=partition, watermark=lane.watermark, resume=record.resume
-        )
-        return record
 
     def labels_read(partition: int) -> bool:
         """Every failure and verdict of ``partition`` fetched so far has been processed
@@ -366,11 +276,11 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         worker.models,
         counters,
         ScoringPorts(
-            record_of=record_of,
+            record_of=records.device,
             route=outputs.route,
             done=outputs.done,
             send_marker=outputs.send_marker,
-            load_lane=load_lane,
+            load_lane=records.load_lane,
             # Only readings pause: a lane may be waiting for its failures.
             pause=lambda p: faust_adapter.pause(app, input_names[:1], p),
             resume=resume_fetch,
@@ -392,7 +302,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         rebalance, before the app's tasks may have started."""
         if topic in input_names:
             slot = scoring.slots.get(partition)
-            record = read_lane(partition) if slot is None else None
+            record = records.lane(partition) if slot is None else None
             resume = slot.resume if slot is not None else record.resume if record else {}
             return None if resume is None else resume.get(topic, 0)
         if partition in worker.models.closed_by:
@@ -448,7 +358,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             offset = worker.training.resume_offset(partition)
             if offset is not None:
                 rewinds.revoked({(training_name, partition): offset})
-        worker.records.clear()
+        records.forget()
         scoring.forget(revoked_inputs)
         worker.training.forget(revoked_training)
 
@@ -536,41 +446,6 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
 
     training_streams: dict[str, Stream] = {}
 
-    async def publish(
-        partition: int,
-        models: list[FleetModel],
-        closed: int,
-        versions: dict[str, int],
-        resume: int | None,
-    ) -> None:
-        deliveries = []
-        for model in models:
-            snapshot = sign_snapshot(
-                signing_key,
-                model.group,
-                model.version,
-                model,
-                model.examples_seen,
-                epoch=model.epoch,
-            )
-            deliveries.append(
-                await models_topic.send(
-                    key=model.group.encode(), value=snapshot.model_dump_json().encode()
-                )
-            )
-        record = EpochClosed(
-            training_partition=partition,
-            closed_through=closed,
-            versions=versions,
-            resume_offset=resume,
-        )
-        deliveries.append(
-            await models_topic.send(
-                key=epoch_key(partition), value=record.model_dump_json().encode()
-            )
-        )
-        await asyncio.gather(*deliveries)
-
     async def ack_training(event: Event) -> None:
         await training_streams["train"].ack(event)
 
@@ -580,7 +455,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         training_partitions=settings.topic_partitions,
         registry=worker.models,
         counters=counters,
-        publish=publish,
+        publish=SnapshotPublisher(models_topic, signing_key),
         ack=ack_training,
     )
 

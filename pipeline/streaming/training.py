@@ -11,19 +11,22 @@ record to ``models``, and only then acknowledges the messages of the epochs it c
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from pydantic import SecretStr
 
 from pipeline.engine import EngineConfig, FleetModel
 from pipeline.engine.schedule import NO_EPOCH
 from pipeline.engine.training import EpochTrainer, epoch_of
 from pipeline.partitioner import partition_for
 from pipeline.streaming.counters import Counters
-from pipeline.streaming.models import ModelRegistry
-from schemas import LaneWatermark, TrainingExample
+from pipeline.streaming.models import ModelRegistry, epoch_key
+from pipeline.streaming.signing import sign_snapshot
+from schemas import EpochClosed, LaneWatermark, TrainingExample
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +40,47 @@ ANY = "\x00any"
 Publish = Callable[[int, list[FleetModel], int, dict[str, int], int | None], Awaitable[None]]
 """``publish(training_partition, new_models, closed_through, versions, resume_offset)``:
 durable on return."""
+
+
+class SnapshotPublisher:
+    """The worker's :data:`Publish`: each new model version as a signed ``ModelSnapshot``
+    (keyed by group), then the partition's ``EpochClosed`` record, on ``models``; returns
+    once Kafka has acknowledged them all. ``topic``: the Faust ``models`` topic."""
+
+    def __init__(self, topic: Any, signing_key: SecretStr) -> None:
+        self._topic = topic
+        self._key = signing_key
+
+    async def __call__(
+        self,
+        partition: int,
+        models: list[FleetModel],
+        closed: int,
+        versions: dict[str, int],
+        resume: int | None,
+    ) -> None:
+        deliveries = []
+        for model in models:
+            snapshot = sign_snapshot(
+                self._key, model.group, model.version, model, model.examples_seen, epoch=model.epoch
+            )
+            deliveries.append(
+                await self._topic.send(
+                    key=model.group.encode(), value=snapshot.model_dump_json().encode()
+                )
+            )
+        record = EpochClosed(
+            training_partition=partition,
+            closed_through=closed,
+            versions=versions,
+            resume_offset=resume,
+        )
+        deliveries.append(
+            await self._topic.send(
+                key=epoch_key(partition), value=record.model_dump_json().encode()
+            )
+        )
+        await asyncio.gather(*deliveries)
 
 
 def lane_key(partition: int) -> bytes:
