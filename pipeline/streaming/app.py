@@ -41,10 +41,10 @@ from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
 from pipeline.streaming.intake import Rejection, describe_validation_error, rejected
 from pipeline.streaming.models import ModelRegistry
 from pipeline.streaming.outputs import DEVICES, Outputs
+from pipeline.streaming.positions import Positions
 from pipeline.streaming.processor import INPUT_TOPICS
 from pipeline.streaming.published import PublishedAlerts
 from pipeline.streaming.records import LANES, Records
-from pipeline.streaming.rewind import Rewinds
 from pipeline.streaming.rollup import Rollup
 from pipeline.streaming.scoring import ScoringLoop, ScoringPorts
 from pipeline.streaming.sink import InfluxSink
@@ -186,6 +186,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     input_names = [settings.topic(name) for name in INPUT_TOPICS]
+    training_name = settings.topic(topics.TRAINING_EXAMPLES)
     inputs = app.topic(*input_names, **raw)
     alerts_topic = app.topic(settings.topic(topics.ALERTS), **raw)
     examples_topic = app.topic(settings.topic(topics.TRAINING_EXAMPLES), **raw)
@@ -225,21 +226,12 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         before_commit=lambda: records.stage_lanes(scoring, input_names),
     )
     records = worker.records = Records(tables, checkpoint, worker.models, signing_key)
+    positions = Positions(
+        app, worker, records, input_names=input_names, training_name=training_name
+    )
+    rewinds = positions.rewinds
 
     # -- scoring ------------------------------------------------------------------------
-
-    def labels_read(partition: int) -> bool:
-        """Every failure and verdict of ``partition`` fetched so far has been processed
-        (a producer that acknowledged a failure before sending later readings then never
-        has a reading scored before it)."""
-        for topic in input_names[1:]:
-            highwater = faust_adapter.highwater(app, topic, partition)
-            if highwater is None:
-                continue
-            committed = faust_adapter.committed(app, topic, partition)
-            if max(finished(topic, partition), committed or 0) < highwater:
-                return False
-        return True
 
     outputs = Outputs(
         checkpoint,
@@ -284,50 +276,12 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             # Only readings pause: a lane may be waiting for its failures.
             pause=lambda p: faust_adapter.pause(app, input_names[:1], p),
             resume=resume_fetch,
-            labels_read=labels_read,
+            labels_read=positions.labels_read,
             before_new_lane=before_new_lane,
         ),
         topic_prefix=settings.topic_prefix,
         partitions=settings.topic_partitions,
         catalogue=worker.catalogue,
-    )
-
-    training_name = settings.topic(topics.TRAINING_EXAMPLES)
-
-    def stored_start(topic: str, partition: int) -> int | None:
-        """The first offset of ``partition`` of ``topic`` the stored state has not
-        finished: the lane's record (inputs) or the trainer's last ``EpochClosed``
-        (``training-examples``); ``None``: unknown (a lane record older than resume
-        offsets, or the models not read yet). No waiting: it also runs inside Faust's
-        rebalance, before the app's tasks may have started."""
-        if topic in input_names:
-            slot = scoring.slots.get(partition)
-            record = records.lane(partition) if slot is None else None
-            resume = slot.resume if slot is not None else record.resume if record else {}
-            return None if resume is None else resume.get(topic, 0)
-        if partition in worker.models.closed_by:
-            return worker.models.resume_by.get(partition)
-        return 0 if worker.models.caught_up.is_set() else None
-
-    def finished(topic: str, partition: int) -> int:
-        """The first offset of ``partition`` of ``topic`` not finished as far as this
-        worker knows: after the last one it processed, or (nothing processed since the
-        partition was assigned) where the stored state resumes. A partition taken over
-        with everything finished by its previous owner must not look unread: its lane
-        would wait forever for failures that were applied long ago."""
-        last = counters.last_offsets.get((topic, partition))
-        if last is not None:
-            return last + 1
-        return stored_start(topic, partition) or 0
-
-    async def start_of(topic: str, partition: int) -> int | None:
-        if topic == training_name:
-            await worker.models.catch_up()  # the trainer's predecessor's last EpochClosed
-        return stored_start(topic, partition)
-
-    rewinds = Rewinds(
-        lambda topic, partition, offset: faust_adapter.seek(app, topic, partition, offset),
-        start_of,
     )
 
     async def commit() -> None:
@@ -336,57 +290,14 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
             log.debug("checkpoint", **asdict(stats))
 
     @app.on_partitions_revoked.connect
-    async def forget(_: Any, revoked: Any = (), *__: Any, **___: Any) -> None:
-        # Make what was processed durable while the partitions are still ours; another
-        # worker may own them next, so their state is read from the tables again when
-        # they come back, and what waited (unacknowledged) is re-read by the new owner.
-        faust_adapter.after_seek_to_committed(app, position_assigned)
-        revoked_inputs = {tp.partition for tp in revoked if tp.topic == input_names[0]}
-        revoked_training = {tp.partition for tp in revoked if tp.topic == training_name}
-        scoring.revoke(revoked_inputs)
-        if ports.stream is not None:
-            await commit()
-        # The commit waited for its state records; anything else still buffered (Faust
-        # flushed its producer before calling this handler) is sent before the next
-        # owner reads on from here (unflushed state records once made it restore older
-        # states and publish alerts twice).
-        await app.producer.flush()
-        for partition in revoked_inputs:
-            resume = scoring.resume_offsets(partition, input_names)
-            rewinds.revoked({(topic, partition): offset for topic, offset in resume.items()})
-        for partition in revoked_training:
-            offset = worker.training.resume_offset(partition)
-            if offset is not None:
-                rewinds.revoked({(training_name, partition): offset})
-        records.forget()
-        scoring.forget(revoked_inputs)
-        worker.training.forget(revoked_training)
-
-    async def position_assigned() -> None:
-        # Every input and training partition starts where this deployment's state says
-        # (docs/streaming.md "A partition new to a worker resumes where its state says").
-        for tp in sorted(faust_adapter.assignment(app)):
-            topic, partition = tp
-            if topic not in input_names and topic != training_name:
-                continue
-            try:
-                start = stored_start(topic, partition)
-                if start is None:
-                    start = faust_adapter.committed(app, topic, partition) or 0
-                await rewinds.position(topic, partition, start)
-                log.info(
-                    "partition_positioned",
-                    topic=topic,
-                    partition=partition,
-                    offset=rewinds.pending().get((topic, partition), start),
-                )
-            except Exception:  # rebalancing again: the next assignment positions it
-                log.exception("partition_position_failed", topic=topic, partition=partition)
+    async def on_revoked(_: Any, revoked: Any = (), *__: Any, **___: Any) -> None:
+        # Another worker may own them next: their state is read from the tables again
+        # when they come back, and what waited (unacknowledged) is re-read by the new owner.
+        await positions.revoked(revoked, commit if ports.stream is not None else None)
 
     @app.on_partitions_assigned.connect
-    async def guard(_: Any, assigned: Any = (), *__: Any, **___: Any) -> None:
-        faust_adapter.after_seek_to_committed(app, position_assigned)
-        rewinds.assigned((tp.topic, tp.partition) for tp in assigned)
+    async def on_assigned(_: Any, assigned: Any = (), *__: Any, **___: Any) -> None:
+        positions.assigned(assigned)
 
     @app.agent(inputs)
     async def device_events(stream: Stream) -> None:
@@ -423,10 +334,6 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         if ports.stream is None:
             return
 
-        def caught_up(partition: int) -> bool:
-            highwater = faust_adapter.highwater(app, input_names[0], partition)
-            return highwater is not None and finished(input_names[0], partition) >= highwater
-
         try:
             scoring.report_waiting()
         except Exception:  # a report must never stop the worker (Faust crashes on it)
@@ -437,7 +344,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         await scoring.drain()
         await scoring.mark_idle(
             faust_adapter.assigned(app, input_names[0]),
-            caught_up,
+            positions.caught_up,
             LANE_IDLE_S,
             settled=not app.rebalancing and worker.models.caught_up.is_set(),
         )
