@@ -151,6 +151,7 @@ class Outputs:
             )
             return
         assert outcome.record is not None  # accepted: neither rejected nor a duplicate
+        await self._sink.room()  # InfluxDB down: processing waits here (backpressure)
         self._sink.add(outcome.lines(readings=self._sink_readings))
         alert_open = outcome.record.state is not None and outcome.record.state.alert_id is not None
         for prediction in outcome.predictions:

@@ -3,10 +3,12 @@
 Contract (after Quix's ``BatchingSink``): the worker adds the points of a batch of
 input events, then awaits ``flush()`` before it acknowledges those events, so their
 offsets are committed only once the points are stored. While InfluxDB is down,
-``flush()`` keeps retrying and the agent waits in it: Faust stops fetching once its
-stream buffer is full, which is the backpressure. The buffer therefore never holds
-more than one input batch plus health points; ``add`` refuses to grow past
-``max_buffered`` so a misuse shows up as an error instead of unbounded memory.
+``flush()`` keeps retrying; whoever adds points awaits :meth:`InfluxSink.room` first,
+which waits while half of ``max_buffered`` points are buffered until a flush takes
+them, so processing stops there and Faust stops fetching once its stream buffer is
+full: that is the backpressure, whatever the number of readings per input message.
+``add`` refuses to grow past ``max_buffered`` so a misuse shows up as an error instead
+of unbounded memory.
 
 A batch InfluxDB refuses as malformed (``is_permanent``, a 400) is split in halves
 and each half written again, down to the single points it refuses: those are set
@@ -54,6 +56,8 @@ class InfluxSink:
         self._is_permanent = is_permanent
         self._buffer: list[str] = []
         self._lock = asyncio.Lock()
+        self._taken = asyncio.Event()
+        """Set when a flush takes the buffer (there may be room again)."""
         self.points_written = 0
         self.points_refused = 0
         self.write_errors = 0
@@ -70,6 +74,13 @@ class InfluxSink:
         if len(self._buffer) > self._max_buffered:
             raise SinkFullError(f"{len(self._buffer)} points buffered, limit {self._max_buffered}")
 
+    async def room(self) -> None:
+        """Return once fewer than half of ``max_buffered`` points wait to be flushed (at
+        once, unless InfluxDB has been unreachable for a while)."""
+        while len(self._buffer) >= max(1, self._max_buffered // 2):
+            self._taken.clear()
+            await self._taken.wait()
+
     async def flush(self) -> None:
         """Write what is buffered now; returns only once InfluxDB has accepted all of it.
 
@@ -78,6 +89,7 @@ class InfluxSink:
         """
         async with self._lock:
             batch, self._buffer = self._buffer, []
+            self._taken.set()
             try:
                 while batch:
                     chunk = batch[: self._batch_size]

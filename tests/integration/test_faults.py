@@ -117,7 +117,9 @@ def test_influxdb_down_for_60_s_loses_no_prediction(
     deployment = private_deployment
     events = backblaze_slice
     expected = readings(events)
-    worker = deployment.start_worker()
+    # Fewer points than the outage produces (about 3 per reading): the worker must wait
+    # for InfluxDB, not overflow its buffer (batches of 500 readings once did).
+    worker = deployment.start_worker(FOREWARN_SINK_MAX_BUFFERED_POINTS="10000")
     deployment.replay(events[: len(events) // 4])
     wait_until(deployment.count_predictions, timeout_s=180, what="the first predictions")
     private.stop_influxdb()

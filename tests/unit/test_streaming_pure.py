@@ -158,6 +158,26 @@ def test_sink_refuses_to_grow_past_its_bound() -> None:
         sink.add(["a", "b", "c", "d"])
 
 
+def test_sink_room_waits_at_half_its_bound_until_a_flush_takes_the_points() -> None:
+    async def run() -> tuple[bool, bool, list[str]]:
+        writer = FlakyWriter(failures=0)
+        sink = InfluxSink(writer, batch_size=10, max_buffered=8)
+        sink.add(["a", "b", "c"])
+        await asyncio.wait_for(sink.room(), timeout=5)  # 3 of 8: room at once
+        sink.add(["d"])
+        waiting = asyncio.ensure_future(sink.room())  # 4 of 8: half full
+        await asyncio.sleep(0)
+        blocked = not waiting.done()
+        await sink.flush()
+        await asyncio.wait_for(waiting, timeout=5)
+        return blocked, waiting.done(), writer.stored
+
+    blocked, released, stored = asyncio.run(run())
+    assert blocked
+    assert released
+    assert stored == ["a", "b", "c", "d"]
+
+
 class PickyWriter:
     """Refuses (like a 400) any batch holding a line that starts with ``bad``."""
 
