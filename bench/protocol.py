@@ -110,7 +110,7 @@ def main() -> None:
         sweeps = [r["post_run_sweep"] for r in reports]
         for key in ("fdr_at_far_1pct", "rule_budgeted_fdr_at_far_1pct"):
             values = [s[key] or 0.0 for s in sweeps]
-            print(f"post-run sweep (upper bound) {key}: {_fmt(values, 100, 1)} %")
+            print(f"post-run sweep (one threshold) {key}: {_fmt(values, 100, 1)} %")
         auc = [r["model"]["roc_auc"] or 0.0 for r in reports]
         print(f"model ROC AUC {_fmt(auc, 1, 3)}\n", flush=True)
 

@@ -8,7 +8,7 @@ every long-lived object: a worker spent a third of its CPU time in the collector
 Backblaze reader about half of its (``docs/benchmarks.md``, "garbage collection, fetch
 size"). A young generation of 100,000 objects lets a batch's temporaries die by
 reference counting before any collection sees them; freezing what start-up built keeps
-the modules, models and tables out of every later full collection.
+the modules and the app's own objects out of every later full collection.
 
 Reference cycles are still collected, only later; what is frozen stays (objects that
 start-up allocated and the run keeps anyway).

@@ -165,7 +165,7 @@ def _curve(report: Mapping[str, Any]) -> str:
         [max(p["far"], 1e-4) for p in curve],
         [p["fdr"] for p in curve],
         color="#2f6fdb",
-        label="model, any fixed threshold (post-run sweep: upper bound)",
+        label="model, any fixed threshold (post-run sweep)",
     )
     for _key, title, figures in _variants(report):
         if isinstance(figures.get("far"), (int, float)) and isinstance(

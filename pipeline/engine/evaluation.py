@@ -357,8 +357,11 @@ class Evaluator:
     def sweep(self, thresholds: Iterable[float]) -> list[dict[str, float]]:
         """FDR and FAR if an alert fired whenever risk >= threshold (post-run curve).
 
-        An upper bound, not an online figure: no budget, no hysteresis, and the
-        threshold is chosen after seeing the run. FAR is NaN when no device survived.
+        Not an online figure: no budget, no hysteresis, and the threshold is chosen
+        after seeing the run. For a fixed score that bounds what one threshold can
+        reach; a learnt model's scale moves between versions, so online alerts, whose
+        cutoff follows each day's ranking, can do better. FAR is NaN when no device
+        survived.
         """
         failed = list(self._failure_window_max)
         healthy = [r for d, r in self._max_risk.items() if d not in self._failures]

@@ -1,18 +1,20 @@
 """The Faust application: wiring of the worker's parts to Kafka, the tables and InfluxDB.
 
 Built by :func:`create_app` (no module-level app, no hard-coded broker). Data flows
-one way, as in DESIGN.md:
+one way (docs/streaming.md):
 
 - ``device_events`` reads ``telemetry``, ``failures`` and ``feedback`` (co-partitioned
   by ``device_id``) and hands each message to the :class:`ScoringLoop` (one engine lane
-  per input partition, the model barrier); what comes out is routed to the
-  :class:`Checkpointer` (points, alerts, training examples, markers, rejects, states),
-  whose ``commit()`` makes it durable in order and only then acknowledges the input;
+  per input partition, the model barrier); :class:`Outputs` stages what comes out
+  (points in the InfluxDB sink; alerts, training examples, markers and rejects sent to
+  Kafka; device records) for the :class:`Checkpointer`, whose ``commit()`` makes it
+  durable in order and only then acknowledges the input; :class:`Records` reads
+  device and lane records, :class:`Positions` says where each partition resumes;
 - ``train`` reads ``training-examples`` into the :class:`TrainingLoop`, which closes
   event-time epochs and publishes signed snapshots and ``EpochClosed`` records to
   ``models``;
-- a task follows ``models`` on every worker (:class:`ModelRegistry`) and wakes the
-  lanes waiting for an epoch.
+- tasks follow ``models`` (:class:`ModelRegistry`, which wakes the lanes waiting for an
+  epoch) and ``alerts`` (the published-alerts guard) on every worker.
 """
 
 from __future__ import annotations
@@ -40,11 +42,11 @@ from pipeline.streaming.health import HealthReporter
 from pipeline.streaming.influx_writer import InfluxWriter, is_permanent
 from pipeline.streaming.intake import Rejection, describe_validation_error, rejected
 from pipeline.streaming.models import ModelRegistry
-from pipeline.streaming.outputs import DEVICES, Outputs
+from pipeline.streaming.outputs import Outputs
 from pipeline.streaming.positions import Positions
 from pipeline.streaming.processor import INPUT_TOPICS
 from pipeline.streaming.published import PublishedAlerts
-from pipeline.streaming.records import LANES, Records
+from pipeline.streaming.records import DEVICES, LANES, Records
 from pipeline.streaming.rollup import Rollup
 from pipeline.streaming.scoring import ScoringLoop, ScoringPorts
 from pipeline.streaming.sink import InfluxSink
@@ -111,11 +113,12 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "web_enabled": False,
         "autodiscover": False,
         "producer_max_request_size": 8 * 1024 * 1024,
-        # Kafka's own default, and the largest message the worker accepts: Faust hands on
-        # everything one fetch returned before it fetches again, so 8 MB per telemetry
-        # partition kept the lanes' watermark markers (on training-examples) waiting
-        # several seconds behind a backlog of readings, and every lane waited with them
-        # (docs/benchmarks.md, "garbage collection, fetch size").
+        # Faust's and Kafka's default, the size of the largest batch the worker accepts
+        # (a larger message still arrives whole: a fetch returns at least one record
+        # batch). Faust hands on everything one fetch returned before it fetches again,
+        # so 8 MB per telemetry partition kept the lanes' watermark markers (on
+        # training-examples) waiting seconds behind a backlog of readings, and every lane
+        # waited with them (docs/benchmarks.md, "garbage collection, fetch size").
         "consumer_max_fetch_size": MAX_BATCH_BYTES,
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 8192,
@@ -344,7 +347,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
         await scoring.drain()
         await scoring.mark_idle(
             faust_adapter.assigned(app, input_names[0]),
-            positions.caught_up,
+            positions.telemetry_drained,
             LANE_IDLE_S,
             settled=not app.rebalancing and worker.models.caught_up.is_set(),
         )

@@ -20,6 +20,7 @@ from pipeline.streaming.checkpoint import Checkpointer, Staged
 from pipeline.streaming.counters import Counters
 from pipeline.streaming.processor import Outcome
 from pipeline.streaming.published import PublishedAlerts
+from pipeline.streaming.records import DEVICES
 from pipeline.streaming.rollup import Rollup
 from pipeline.streaming.signing import seal
 from pipeline.streaming.sink import InfluxSink
@@ -29,9 +30,6 @@ from schemas import LaneWatermark, Rejected
 log = structlog.get_logger(__name__)
 
 Event = Any
-
-DEVICES = "device-state"
-"""The table of device records, by ``device_id``."""
 
 
 class Topic(Protocol):

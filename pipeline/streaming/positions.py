@@ -80,9 +80,9 @@ class Positions:
         return self.stored_start(topic, partition) or 0
 
     def labels_read(self, partition: int) -> bool:
-        """Every failure and verdict of ``partition`` fetched so far has been processed
-        (a producer that acknowledged a failure before sending later readings then never
-        has a reading scored before it)."""
+        """Every failure and verdict Kafka held for ``partition`` (its high watermark as
+        of the last fetch) has been processed (a producer that acknowledged a failure
+        before sending later readings then never has a reading scored before it)."""
         for topic in self._inputs[1:]:
             highwater = faust_adapter.highwater(self._app, topic, partition)
             if highwater is None:
@@ -92,7 +92,7 @@ class Positions:
                 return False
         return True
 
-    def caught_up(self, partition: int) -> bool:
+    def telemetry_drained(self, partition: int) -> bool:
         """Telemetry partition ``partition`` has nothing left to read right now."""
         telemetry = self._inputs[0]
         highwater = faust_adapter.highwater(self._app, telemetry, partition)

@@ -3,8 +3,9 @@
 The newest record of a device is, in this order: the one staged in the pending
 checkpoint (or in a commit still in flight), the one kept unpickled in a bounded cache,
 or the sealed pickle in the ``device-state`` table (RocksDB, restored from its
-changelog). Lane records (``lane-state``, one per input partition) are read the same
-way and staged by :meth:`Records.stage_lanes` as a checkpoint takes its batch. Table
+changelog). Lane records (``lane-state``, one per input partition) are read staged or
+from their table (not cached) and staged by :meth:`Records.stage_lanes` as a checkpoint
+takes its batch. Table
 values are pickles sealed with the signing key; the changelog is a Kafka topic, so
 every value's HMAC is checked before it is unpickled (``signing.py``).
 """
@@ -21,12 +22,14 @@ from pydantic import SecretStr
 from pipeline.engine.lane import Lane
 from pipeline.streaming.checkpoint import Checkpointer, Staged
 from pipeline.streaming.models import ModelRegistry
-from pipeline.streaming.outputs import DEVICES
 from pipeline.streaming.processor import DeviceRecord
 from pipeline.streaming.scoring import LaneRecord, ScoringLoop
 from pipeline.streaming.signing import seal, unseal
 
 log = structlog.get_logger(__name__)
+
+DEVICES = "device-state"
+"""The table of device records, by ``device_id``."""
 
 LANES = "lane-state"
 """The table of lane records, by input partition."""

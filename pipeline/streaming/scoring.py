@@ -129,9 +129,9 @@ class ScoringPorts:
         self.pause = pause
         self.resume = resume
         self.labels_read = labels_read
-        self.before_new_lane = before_new_lane or _nothing
         """Whether every failure and verdict of a partition that Kafka held when its
         newest reading was fetched has been processed."""
+        self.before_new_lane = before_new_lane or _nothing
 
 
 class ScoringLoop:

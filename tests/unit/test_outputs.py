@@ -13,9 +13,10 @@ from pipeline.engine import Evaluator
 from pipeline.streaming.checkpoint import Checkpointer
 from pipeline.streaming.counters import Counters
 from pipeline.streaming.intake import Rejection, rejected
-from pipeline.streaming.outputs import DEVICES, Outputs
+from pipeline.streaming.outputs import Outputs
 from pipeline.streaming.processor import DeviceRecord, Outcome
 from pipeline.streaming.published import PublishedAlerts
+from pipeline.streaming.records import DEVICES
 from pipeline.streaming.rollup import Rollup
 from pipeline.streaming.signing import unseal
 from pipeline.streaming.sink import InfluxSink

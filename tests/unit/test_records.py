@@ -12,9 +12,8 @@ from pipeline.engine.lane import Lane
 from pipeline.errors import SnapshotError
 from pipeline.streaming.checkpoint import Checkpointer, Staged
 from pipeline.streaming.models import ModelRegistry
-from pipeline.streaming.outputs import DEVICES
 from pipeline.streaming.processor import DeviceRecord
-from pipeline.streaming.records import LANES, Records
+from pipeline.streaming.records import DEVICES, LANES, Records
 from pipeline.streaming.scoring import LaneRecord
 from pipeline.streaming.signing import seal
 
