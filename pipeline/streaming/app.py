@@ -51,7 +51,7 @@ from pipeline.streaming.rollup import Rollup
 from pipeline.streaming.scoring import ScoringLoop, ScoringPorts
 from pipeline.streaming.sink import InfluxSink
 from pipeline.streaming.training import LANE_KEY_PREFIX, SnapshotPublisher, TrainingLoop
-from schemas import MAX_BATCH_BYTES, LaneWatermark, TrainingExample
+from schemas import LaneWatermark, TrainingExample
 
 log = structlog.get_logger(__name__)
 
@@ -113,13 +113,11 @@ def _faust_settings(settings: Settings) -> dict[str, Any]:
         "web_enabled": False,
         "autodiscover": False,
         "producer_max_request_size": 8 * 1024 * 1024,
-        # Faust's and Kafka's default, the size of the largest batch the worker accepts
-        # (a larger message still arrives whole: a fetch returns at least one record
-        # batch). Faust hands on everything one fetch returned before it fetches again,
-        # so 8 MB per telemetry partition kept the lanes' watermark markers (on
-        # training-examples) waiting seconds behind a backlog of readings, and every lane
-        # waited with them (docs/benchmarks.md, "garbage collection, fetch size").
-        "consumer_max_fetch_size": MAX_BATCH_BYTES,
+        # 1 MB (Faust's and Kafka's default) let the lanes' watermark markers through
+        # sooner, but a worker restarted after SIGKILL then stopped fetching after its
+        # first fetch (tests/integration/test_reliability.py); kept at 8 MB until that
+        # is understood (docs/benchmarks.md, "garbage collection, fetch size").
+        "consumer_max_fetch_size": 8 * 1024 * 1024,
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 8192,
         "table_standby_replicas": 0,
