@@ -190,7 +190,7 @@ def create_app(settings: Settings, config: EngineConfig, published: PublishedAle
     training_name = settings.topic(topics.TRAINING_EXAMPLES)
     inputs = app.topic(*input_names, **raw)
     alerts_topic = app.topic(settings.topic(topics.ALERTS), **raw)
-    examples_topic = app.topic(settings.topic(topics.TRAINING_EXAMPLES), **raw)
+    examples_topic = app.topic(training_name, **raw)
     dead_letter_topic = app.topic(settings.topic(topics.DEAD_LETTER), **raw)
     models_topic = app.topic(settings.topic(topics.MODELS), **raw)
 
